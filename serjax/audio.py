@@ -1,0 +1,52 @@
+"""Audio I/O: read any soundfile format, downmix, resample to 16 kHz, centre pad/crop."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import soundfile as sf
+
+from serjax.errors import SerjaxError
+
+SAMPLE_RATE = 16_000
+
+
+def fix_length(signal: np.ndarray, num_samples: int) -> np.ndarray:
+    """Centre zero-pad or centre-crop a 1-D signal to exactly `num_samples`.
+
+    Padding and cutting are split equally between both ends; an odd remainder
+    goes to (is taken from) the end.
+    """
+    length = signal.shape[-1]
+    if length < num_samples:
+        total = num_samples - length
+        left = total // 2
+        return np.pad(signal, (left, total - left))
+    start = (length - num_samples) // 2
+    return signal[start:start + num_samples]
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as float32 mono at `sample_rate` (downmixed and resampled)."""
+    path = os.fspath(path)
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for bad files
+        raise SerjaxError(f"cannot read audio file {path}: {err}") from None
+    if data.shape[0] == 0:
+        raise SerjaxError(f"audio file {path} holds no samples")
+    signal = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.all(np.isfinite(signal)):
+        raise SerjaxError(f"audio file {path} holds NaN or infinite samples")
+    if rate != sample_rate:
+        import librosa  # imported lazily: its first resample call is slow to load
+
+        signal = librosa.resample(signal, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def load_fixed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+               duration_s: float = 6.0) -> np.ndarray:
+    """Read, downmix, resample and centre pad/crop to `duration_s` seconds."""
+    return fix_length(read_audio(path, sample_rate), int(round(duration_s * sample_rate)))
