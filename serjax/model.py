@@ -1,0 +1,123 @@
+"""The 6-layer CNN with Efficient Channel Attention (SPEC §3), as pure flax.linen modules."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from serjax.errors import SerjaxError
+
+NUM_BLOCKS = 6
+# He (Kaiming) normal, untruncated, fan-in: PyTorch's kaiming_normal_ default.
+he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+def _eca_kernel_init(key, shape, dtype=jnp.float32):
+    """He normal for the 1-D channel kernel, whose fan-in is its length."""
+    return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / shape[0])
+
+
+def adaptive_eca_kernel(channels: int, gamma: float = 2.0, b: float = 1.0) -> int:
+    """ECA-Net's rule: k = |log2(C)/γ + b/γ|, rounded to an odd number."""
+    t = int(abs(math.log2(channels) / gamma + b / gamma))
+    return t if t % 2 else t + 1
+
+
+def channel_conv1d(pooled: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Cross-correlate [B, C] along C with one filter, zero 'SAME' padding, no bias."""
+    k = kernel.shape[0]
+    padded = jnp.pad(pooled, ((0, 0), (k // 2, k - 1 - k // 2)))
+    channels = pooled.shape[-1]
+    return sum(kernel[j] * padded[:, j:j + channels] for j in range(k))
+
+
+class ConvBlock(nn.Module):
+    """Conv 3×3 (stride 1, SAME) → BatchNorm → ReLU."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Conv(self.features, (3, 3), strides=1, padding="SAME", kernel_init=he_normal)(x)
+        # momentum 0.9 here is PyTorch's 0.1: the running statistics move 10 % per step.
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+        return nn.relu(x)
+
+
+class ECA(nn.Module):
+    """y = x · sigmoid(conv1d_k(GAP_hw(x))). `batch_norm` adds a BatchNorm on the pooled
+    vector (the "original ECA" switch; the paper's own block has none)."""
+
+    kernel_size: int
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        pooled = x.mean(axis=(1, 2))
+        if self.batch_norm:
+            pooled = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(pooled)
+        kernel = self.param("kernel", _eca_kernel_init, (self.kernel_size,))
+        weights = nn.sigmoid(channel_conv1d(pooled, kernel))
+        self.sow("intermediates", "channel_weights", weights)
+        return x * weights[:, None, None, :]
+
+
+class SERCNN(nn.Module):
+    """Six conv blocks (avg-pool 2×2 after 1-5, global average after 6), ECA after the
+    blocks in `eca_layers`, then Dense(C6) → ReLU → Dense(classes).
+
+    Input: [B, n_mels, frames] log-Mel features; output: [B, classes] logits.
+    """
+
+    num_classes: int
+    widths: Sequence[int]
+    eca_layers: Sequence[int] = (5, 6)
+    eca_kernels: Sequence[int] = (7, 7)
+    eca_batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x[..., None]
+        kernels = dict(zip(self.eca_layers, self.eca_kernels))
+        for block, width in enumerate(self.widths, start=1):
+            x = ConvBlock(width, name=f"block{block}")(x, train)
+            if block in kernels:
+                x = ECA(kernels[block], self.eca_batch_norm, name=f"eca{block}")(x, train)
+            if block < len(self.widths):
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = x.mean(axis=(1, 2))
+        x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, name="dense1")(x))
+        return nn.Dense(self.num_classes, kernel_init=he_normal, name="dense2")(x)
+
+
+def build_model(model_cfg, num_classes: int) -> SERCNN:
+    """The model a config's `model` section describes (fields checked, errors name them)."""
+    base = tuple(int(b) for b in model_cfg.base_widths)
+    if len(base) != NUM_BLOCKS or min(base) < 1:
+        raise SerjaxError(f"config field model.base_widths: need {NUM_BLOCKS} positive widths, got {base}")
+    if int(model_cfg.width_scale) < 1:
+        raise SerjaxError(f"config field model.width_scale: need n >= 1, got {model_cfg.width_scale}")
+    widths = tuple(int(model_cfg.width_scale) * b for b in base)
+    layers = tuple(int(b) for b in model_cfg.eca_layers)
+    if any(not 1 <= b <= NUM_BLOCKS for b in layers) or len(set(layers)) != len(layers):
+        raise SerjaxError(f"config field model.eca_layers: need distinct blocks in 1..{NUM_BLOCKS}, got {layers}")
+    # eca_kernels (one per ECA block) wins over eca_kernel (one size for all) when given.
+    kernels = tuple(model_cfg.eca_kernels) or (model_cfg.eca_kernel,) * len(layers)
+    if len(kernels) != len(layers):
+        raise SerjaxError(f"config field model.eca_kernels: {len(kernels)} sizes for {len(layers)} ECA blocks")
+    # 0 means ECA-Net's adaptive rule, from the width of the block the ECA follows.
+    kernels = tuple(int(k) if int(k) > 0 else
+                    adaptive_eca_kernel(widths[b - 1], model_cfg.eca_gamma, model_cfg.eca_b)
+                    for k, b in zip(kernels, layers))
+    if any(k % 2 == 0 for k in kernels):
+        raise SerjaxError(f"config field model.eca_kernel: sizes must be odd, got {kernels}")
+    return SERCNN(num_classes=num_classes, widths=widths, eca_layers=layers, eca_kernels=kernels,
+                  eca_batch_norm=bool(model_cfg.eca_batch_norm))
+
+
+def count_params(params) -> int:
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
