@@ -1,0 +1,54 @@
+"""serjax command line.
+
+    python launch.py                                    # the main job: configs/quickstart.py
+    python launch.py --config configs/default.py --config.data.corpus=iemocap \
+        --config.data.root=/data/IEMOCAP_full_release --workdir runs/default
+    python launch.py --mode=inspect --config.data.corpus=iemocap --config.data.root=...
+
+Modes: train (default: the fold loop; resumes an unfinished workdir), inspect (corpus.json),
+features (fill the feature cache), describe (layer table, model.json), eval (restore the
+checkpoints, re-evaluate, eval.json).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+HERE = Path(__file__).resolve().parent
+MODES = ("train", "inspect", "features", "describe", "eval")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", str(HERE / "configs" / "quickstart.py"),
+    "Config file, optionally with an argument: configs/NAME.py[:ARG].", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", "", "Where the run's files go (default: results/<config name>).")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
+
+
+def default_workdir() -> Path:
+    name = Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
+    return HERE / "results" / name
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    from serjax import cli  # heavy imports after flag parsing, so --help stays quick
+    from serjax.errors import SerjaxError
+
+    workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
+    try:
+        cli.run(_MODE.value, _CONFIG.value, workdir)
+    except SerjaxError as err:
+        print(f"serjax: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

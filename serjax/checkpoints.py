@@ -1,0 +1,48 @@
+"""Orbax checkpoints: one CheckpointManager per fold, all seeds in one pytree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+from serjax.errors import SerjaxError
+
+
+def _state_tree(states) -> dict:
+    return {"params": states.params, "batch_stats": states.batch_stats,
+            "opt_state": states.opt_state, "step": states.step}
+
+
+class FoldCheckpoints:
+    """Saves {state, extras} under <workdir>/checkpoints/<fold>/<epoch>/."""
+
+    def __init__(self, directory: Path, max_to_keep: int = 2):
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+    def latest_epoch(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, epoch: int, states, extras: dict) -> None:
+        tree = {"state": _state_tree(states), "extras": extras}
+        self.manager.save(epoch, args=ocp.args.StandardSave(tree), force=True)
+
+    def restore(self, epoch: int, template_states, template_extras: dict):
+        """(states, extras) saved at `epoch`, shaped like the templates."""
+        template = {"state": _state_tree(template_states), "extras": template_extras}
+        try:
+            tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(template))
+        except Exception as err:  # orbax raises many types for damaged files
+            raise SerjaxError(f"checkpoint {self.directory / str(epoch)} cannot be restored "
+                              f"({type(err).__name__}: {err}); delete that folder to retrain from "
+                              "the previous checkpoint") from None
+        s = tree["state"]
+        states = template_states.replace(params=s["params"], batch_stats=s["batch_stats"],
+                                         opt_state=s["opt_state"], step=s["step"])
+        return states, tree["extras"]
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

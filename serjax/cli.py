@@ -1,0 +1,129 @@
+"""What each `launch.py --mode` does, given a locked config and a workdir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from serjax.errors import SerjaxError
+from serjax.fileio import write_json
+
+
+def inspect(config, workdir: Path) -> None:
+    from serjax.corpora import load_corpus
+    from serjax.inspect_corpus import format_summary, summarize
+
+    listing = load_corpus(config.data, config.cache_dir)
+    summary = summarize(listing, config.data.classes)
+    print(format_summary(summary))
+    print(f"wrote {write_json(workdir / 'corpus.json', summary)}")
+
+
+def extract_features(config, workdir: Path) -> None:
+    from serjax import experiment
+
+    prep = experiment.prepare(config, workdir)
+    for v in prep.versions:
+        print(f"features v{v}: {' x '.join(map(str, prep.arrays[v].shape))} ({prep.arrays[v].dtype})")
+
+
+def describe(config, workdir: Path) -> None:
+    """The model's layer table and parameter count, without data or training."""
+    import jax
+    import jax.numpy as jnp
+
+    from serjax import features
+    from serjax.model import build_model, count_params
+
+    settings = features.FeatureSettings.from_config(config.features)
+    model = build_model(config.model, len(config.data.classes))
+    x = jnp.zeros((1, settings.n_mels, features.num_frames(settings)), jnp.float32)
+    print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2))
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+    n = count_params(variables["params"])
+    info = {"params": n, "widths": list(model.widths), "eca_layers": list(model.eca_layers),
+            "eca_kernels": list(model.eca_kernels), "input": list(x.shape[1:])}
+    print(f"trainable parameters: {n}")
+    print(f"wrote {write_json(workdir / 'model.json', info)}")
+
+
+def train(config, workdir: Path) -> None:
+    from serjax import experiment
+    from serjax.report import pct
+
+    summary = experiment.run(config, workdir)
+    print(f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
+          f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
+          f"ACC {pct(summary['acc']['mean'])}, macro-F1 {pct(summary['f1']['mean'])} "
+          f"({summary['selection']}; {summary['wall_time_s']:.0f} s)")
+    print(f"wrote {workdir / 'summary.json'} and {workdir / 'report.md'}")
+
+
+def evaluate(config, workdir: Path) -> None:
+    """Restore every fold's final checkpoint, re-evaluate its test fold, write eval.json."""
+    from serjax import experiment
+    from serjax.checkpoints import FoldCheckpoints
+    from serjax.train import seed_keys
+
+    summary_path = workdir / "summary.json"
+    if not summary_path.exists():
+        raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
+    prep = experiment.prepare(config, workdir, progress=False)
+    results = []
+    for k, name in enumerate(prep.fold_names):
+        checkpoints = FoldCheckpoints(workdir / "checkpoints" / name)
+        epoch = checkpoints.latest_epoch()
+        if epoch != config.train.epochs:
+            raise SerjaxError(f"fold {name} has no final checkpoint in {checkpoints.directory} "
+                              f"(latest: {epoch}, expected epoch {config.train.epochs})")
+        template = prep.trainer.init(seed_keys(prep.seeds, k), prep.table.shape[1:])
+        extras = {"best_score": np.zeros(len(prep.seeds), np.float32),
+                  "best_epoch": np.zeros(len(prep.seeds), np.int32)}
+        if config.train.validation_fraction > 0:
+            extras["best_state"] = experiment._tree_of(template)
+        states, _ = checkpoints.restore(epoch, template, extras)
+        checkpoints.close()
+        results.append(experiment.evaluate_fold(prep, k, states))
+    evaluation = experiment.summarize_results(results, config)
+    evaluation["selection"] = "last epoch, restored from the checkpoints"
+    saved = json.loads(summary_path.read_text())
+    evaluation["matches_summary"] = all(
+        abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in experiment.METRICS)
+    write_json(workdir / "eval.json", evaluation)
+    print(f"restored {len(results)} folds: UA {100 * evaluation['ua']['mean']:.2f}, "
+          f"WA {100 * evaluation['wa']['mean']:.2f}; "
+          f"{'equal to' if evaluation['matches_summary'] else 'DIFFERENT FROM'} summary.json")
+    print(f"wrote {workdir / 'eval.json'}")
+
+
+MODES = {"train": train, "inspect": inspect, "features": extract_features,
+         "describe": describe, "eval": evaluate}
+
+
+def _tuples(value):
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def workdir_config(workdir: Path, current):
+    """The config a workdir was trained with (machine-local fields from the current one)."""
+    import ml_collections
+
+    saved = json.loads((workdir / "config.json").read_text())["config"]
+    config = ml_collections.ConfigDict(_tuples(saved))
+    config.cache_dir = current.cache_dir
+    config.data.load_workers = current.data.load_workers
+    return config
+
+
+def run(mode: str, config, workdir: Path) -> None:
+    workdir = Path(workdir)
+    if mode == "eval":
+        if not (workdir / "config.json").exists():
+            raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
+        config = workdir_config(workdir, config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    MODES[mode](config, workdir)

@@ -1,0 +1,95 @@
+"""Fold protocols over utterances, training-fold normalisation, and the device-side dataset.
+
+Folds are made over utterances, so every STFT version of an utterance stays in its fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from serjax.corpora.records import Utterance
+from serjax.errors import SerjaxError
+
+PROTOCOLS = ("stratified_kfold", "leave_one_session_out", "leave_one_speaker_out")
+
+
+def stratified_kfold(labels: np.ndarray, num_folds: int, seed: int) -> np.ndarray:
+    """Fold index per utterance: each class shuffled and dealt round-robin over the folds,
+    the deal carried on from class to class so fold sizes differ by at most one."""
+    labels = np.asarray(labels)
+    if num_folds < 2:
+        raise SerjaxError(f"config field protocol.num_folds: need 2 or more folds, got {num_folds}")
+    rng = np.random.default_rng([seed, 0x5EED])
+    folds = np.empty(len(labels), np.int64)
+    dealt = 0
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        folds[members] = (dealt + np.arange(len(members))) % num_folds
+        dealt += len(members)
+    return folds
+
+
+def group_folds(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """One fold per group (session or speaker), in sorted group order."""
+    names = sorted(set(groups))
+    index = {g: i for i, g in enumerate(names)}
+    return np.array([index[g] for g in groups], np.int64), names
+
+
+def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_cfg, seed: int):
+    """(fold per utterance, fold names) for the configured protocol."""
+    name = protocol_cfg.name
+    if name == "stratified_kfold":
+        folds = stratified_kfold(labels, protocol_cfg.num_folds, seed)
+        return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]
+    if name == "leave_one_session_out":
+        return group_folds([u.session for u in utterances])
+    if name == "leave_one_speaker_out":
+        return group_folds([u.speaker for u in utterances])
+    raise SerjaxError(f"config field protocol.name: {name!r} is not one of {PROTOCOLS}")
+
+
+def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+    """Stratified split of a training fold into (fit, validation) indices."""
+    if fraction <= 0:
+        return train_idx, train_idx[:0]
+    if fraction >= 1:
+        raise SerjaxError(f"config field train.validation_fraction: need < 1, got {fraction}")
+    rng = np.random.default_rng([seed, 0xA11D])
+    val = []
+    for label in np.unique(labels[train_idx]):
+        members = rng.permutation(train_idx[labels[train_idx] == label])
+        val.append(members[:max(1, int(round(fraction * len(members))))])
+    val = np.sort(np.concatenate(val))
+    return np.setdiff1d(train_idx, val), val
+
+
+def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, chunk: int = 256):
+    """Per-Mel-band mean and std over the given utterances of every array (frames pooled)."""
+    total = 0.0
+    sums = None
+    squares = None
+    for array in arrays:
+        for start in range(0, len(idx), chunk):
+            block = np.asarray(array[np.sort(idx[start:start + chunk])], np.float64)
+            s = block.sum(axis=(0, 2))
+            q = np.square(block).sum(axis=(0, 2))
+            sums = s if sums is None else sums + s
+            squares = q if squares is None else squares + q
+            total += block.shape[0] * block.shape[2]
+    mean = sums / total
+    std = np.sqrt(np.maximum(squares / total - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """Indices into the utterance list for one fold."""
+
+    name: str
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray

@@ -1,0 +1,357 @@
+"""A config → folds × seeds × (train versions, test version) → results in a workdir.
+
+Workdir layout: config.json, corpus.json, folds.json, metrics.jsonl (per epoch, fold,
+seed), folds/<fold>.json (a finished fold's predictions and scores), summary.json,
+report.md, checkpoints/<fold>/<epoch>/ (Orbax). Started again on an unfinished workdir,
+a run skips finished folds and resumes the others from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from serjax import data as data_lib
+from serjax import features
+from serjax.checkpoints import FoldCheckpoints
+from serjax.corpora import load_corpus
+from serjax.errors import SerjaxError
+from serjax.feature_cache import load_features
+from serjax.fileio import write_json, write_text
+from serjax.inspect_corpus import format_summary, summarize
+from serjax.losses import class_weights
+from serjax.metrics import scores
+from serjax.model import build_model
+from serjax.train import Trainer, epoch_batches, learning_rate_schedule, make_optimizer, seed_keys
+
+METRICS = ("ua", "wa", "acc", "f1")
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything a run needs before its fold loop: data on the device and the jitted steps."""
+
+    config: object
+    listing: object
+    labels: np.ndarray              # class index per utterance [U]
+    versions: list[int]             # the versions in the device table, in table order
+    arrays: dict                    # version -> memory-mapped features [U, mels, frames]
+    table: jax.Array                # [V·U, mels, frames] float16 on the device
+    folds: np.ndarray               # fold index per utterance [U]
+    fold_names: list[str]
+    trainer: Trainer
+    seeds: list[int]
+
+    def rows(self, version: int, idx: np.ndarray) -> np.ndarray:
+        return self.versions.index(version) * len(self.labels) + np.asarray(idx)
+
+
+def seeds_of(config) -> list[int]:
+    if config.num_seeds < 1:
+        raise SerjaxError(f"config field num_seeds: need at least 1, got {config.num_seeds}")
+    return [config.seed + s for s in range(config.num_seeds)]
+
+
+def check_versions(config) -> tuple[list[int], int]:
+    train = [int(v) for v in config.experiment.train_versions]
+    test = int(config.experiment.test_version)
+    for v in train + [test]:
+        if v not in features.STFT_VERSIONS:
+            raise SerjaxError(f"config field experiment.train_versions/test_version: version {v} "
+                              f"is not one of {sorted(features.STFT_VERSIONS)}")
+    if not train or len(set(train)) != len(train):
+        raise SerjaxError(f"config field experiment.train_versions: need distinct versions, got {train}")
+    return train, test
+
+
+def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
+    """Read the corpus, fill the feature cache, assign folds and put the data on the device."""
+    listing = load_corpus(config.data, config.cache_dir, progress=progress)
+    summary = summarize(listing, config.data.classes)
+    write_json(workdir / "corpus.json", summary)
+    if progress:
+        print(format_summary(summary))
+    classes = list(config.data.classes)
+    labels = np.array([classes.index(u.label) for u in listing.utterances], np.int32)
+    train_versions, test_version = check_versions(config)
+    versions = sorted(set(train_versions) | {test_version})
+    settings = features.FeatureSettings.from_config(config.features)
+    arrays = load_features(listing.utterances, versions, settings, config.cache_dir, listing.name,
+                           dtype=config.data.cache_dtype, load_workers=config.data.load_workers,
+                           progress=progress)
+    folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
+    table = jnp.concatenate([jnp.asarray(arrays[v]) for v in versions])
+    model = build_model(config.model, len(classes))
+    trainer = Trainer(model, make_optimizer(config.train), config.train.focal_gamma,
+                      len(labels), config.train.seed_strategy)
+    return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,
+                    seeds_of(config))
+
+
+def _load_or_assign_folds(utterances, labels, config, workdir: Path):
+    """The fold of each utterance, saved in folds.json so a resumed run keeps its folds."""
+    path = workdir / "folds.json"
+    ids = [u.utt_id for u in utterances]
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["utterances"] != ids:
+            raise SerjaxError(f"{path} was made for other utterances than the corpus now holds; "
+                              "use a new --workdir")
+        return np.array(saved["folds"], np.int64), saved["names"]
+    folds, names = data_lib.assign_folds(utterances, labels, config.protocol, config.protocol.fold_seed)
+    write_json(path, {"protocol": config.protocol.name, "names": names,
+                      "utterances": ids, "folds": folds.tolist()})
+    return folds, names
+
+
+def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
+    train = np.flatnonzero(prep.folds != k)
+    test = np.flatnonzero(prep.folds == k)
+    fit, val = data_lib.validation_split(train, prep.labels, prep.config.train.validation_fraction,
+                                         prep.config.protocol.fold_seed + k)
+    return data_lib.Fold(prep.fold_names[k], fit, val, test)
+
+
+def fold_statistics(prep: Prepared, fold: data_lib.Fold):
+    """Normalisation and class weights, from the fitting part of the training fold only."""
+    train_versions, _ = check_versions(prep.config)
+    mean, std = data_lib.band_statistics([prep.arrays[v] for v in train_versions], fold.train)
+    weights = class_weights(prep.labels[fold.train], len(prep.config.data.classes),
+                            prep.config.train.class_weighting)
+    return mean, std, weights
+
+
+def _score_seeds(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
+    return [scores(labels, seed_logits.argmax(-1), num_classes) for seed_logits in logits]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _rewrite_metrics(path: Path, fold: str, upto_epoch: int) -> None:
+    """Drop a fold's records past its checkpoint, so a resumed fold logs each epoch once."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line and not (json.loads(line)["fold"] == fold and json.loads(line)["epoch"] > upto_epoch)]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> dict:
+    """Train all seeds on fold k (resuming from its checkpoint) and return its results."""
+    cfg = prep.config
+    tcfg = cfg.train
+    fold = split_fold(prep, k)
+    train_versions, test_version = check_versions(cfg)
+    mean_np, std_np, weights_np = fold_statistics(prep, fold)
+    mean, std, weights = jnp.asarray(mean_np), jnp.asarray(std_np), jnp.asarray(weights_np)
+    train_rows = np.concatenate([prep.rows(v, fold.train) for v in train_versions])
+    test_rows = prep.rows(test_version, fold.test)
+    val_rows = prep.rows(test_version, fold.validation)
+    num_classes = len(cfg.data.classes)
+    S = len(prep.seeds)
+    schedule = learning_rate_schedule(tcfg)
+    input_shape = prep.table.shape[1:]
+
+    checkpoints = FoldCheckpoints(workdir / "checkpoints" / fold.name)
+    states = prep.trainer.init(seed_keys(prep.seeds, k), input_shape)
+    best = {"score": np.full(S, -1.0, np.float32), "epoch": np.zeros(S, np.int32)}
+    best_states = states if len(val_rows) else None
+    start_epoch = checkpoints.latest_epoch() or 0
+    if start_epoch:
+        extras_template = {"best_score": best["score"], "best_epoch": best["epoch"]}
+        if best_states is not None:
+            extras_template["best_state"] = _tree_of(best_states)
+        states, extras = checkpoints.restore(start_epoch, states, extras_template)
+        best = {"score": np.asarray(extras["best_score"]), "epoch": np.asarray(extras["best_epoch"])}
+        if best_states is not None:
+            best_states = _with_tree(states, extras["best_state"])
+    metrics_path = workdir / "metrics.jsonl"
+    _rewrite_metrics(metrics_path, fold.name, start_epoch)
+
+    bar = tqdm(range(start_epoch, tcfg.epochs), initial=start_epoch, total=tcfg.epochs,
+               desc=f"{fold.name} ({S} seed{'s' * (S > 1)})", unit="epoch", disable=not progress)
+    for epoch in bar:
+        lr = jnp.float32(schedule(epoch))
+        step_stats = []
+        for rows in epoch_batches(train_rows, tcfg.batch_size, prep.seeds, k, epoch):
+            states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
+                                                    jnp.asarray(prep.labels), weights, mean, std, lr)
+            step_stats.append(stats)
+        stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
+        records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
+                    "train_loss": float(stats[:, s, 0].mean()),
+                    "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size))}
+                   for s, seed in enumerate(prep.seeds)]
+        last_epoch = epoch + 1 == tcfg.epochs
+        if len(val_rows):
+            val_scores = _score_seeds(prep.trainer.predict(states, prep.table, val_rows, mean, std,
+                                                           tcfg.eval_batch_size),
+                                      prep.labels[fold.validation], num_classes)
+            improved = np.array([v["ua"] > b for v, b in zip(val_scores, best["score"])])
+            if improved.any():
+                best_states = _select(improved, states, best_states)
+                best["score"] = np.where(improved, [v["ua"] for v in val_scores], best["score"])
+                best["epoch"] = np.where(improved, epoch + 1, best["epoch"])
+            for record, v in zip(records, val_scores):
+                record.update({f"val_{m}": v[m] for m in METRICS})
+        if tcfg.eval_every and ((epoch + 1) % tcfg.eval_every == 0 or last_epoch):
+            test_scores = _score_seeds(prep.trainer.predict(states, prep.table, test_rows, mean, std,
+                                                            tcfg.eval_batch_size),
+                                       prep.labels[fold.test], num_classes)
+            for record, t in zip(records, test_scores):
+                record.update({f"test_{m}": t[m] for m in METRICS})
+        with open(metrics_path, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        postfix = {"loss": f"{np.mean([r['train_loss'] for r in records]):.3f}"}
+        if "test_ua" in records[0]:
+            postfix["test UA"] = f"{np.mean([r['test_ua'] for r in records]):.3f}"
+        bar.set_postfix(postfix)
+        if (epoch + 1) % tcfg.checkpoint_every == 0 or last_epoch:
+            extras = {"best_score": best["score"], "best_epoch": best["epoch"]}
+            if best_states is not None:
+                extras["best_state"] = _tree_of(best_states)
+            checkpoints.save(epoch + 1, states, extras)
+    checkpoints.close()
+
+    result = evaluate_fold(prep, k, states, fold, mean, std)
+    result.update({"epochs": tcfg.epochs, "class_weights": weights_np.tolist(),
+                   "normalisation": {"mean": mean_np.tolist(), "std": std_np.tolist()}})
+    if best_states is not None:
+        selected = prep.trainer.predict(best_states, prep.table, test_rows, mean, std, tcfg.eval_batch_size)
+        result["best_val"] = {"epoch": best["epoch"].tolist(), "val_ua": best["score"].tolist(),
+                              "per_seed": _score_seeds(selected, prep.labels[fold.test], num_classes)}
+    return result
+
+
+def evaluate_fold(prep: Prepared, k: int, states, fold=None, mean=None, std=None) -> dict:
+    """Test-fold predictions and scores of the given (stacked) states."""
+    fold = fold or split_fold(prep, k)
+    if mean is None:
+        mean_np, std_np, _ = fold_statistics(prep, fold)
+        mean, std = jnp.asarray(mean_np), jnp.asarray(std_np)
+    _, test_version = check_versions(prep.config)
+    logits = prep.trainer.predict(states, prep.table, prep.rows(test_version, fold.test), mean, std,
+                                  prep.config.train.eval_batch_size)
+    labels = prep.labels[fold.test]
+    return {"fold": fold.name, "seeds": prep.seeds,
+            "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
+            "labels": labels.tolist(),
+            "probabilities": np.round(_softmax(logits), 6).tolist(),
+            "per_seed": _score_seeds(logits, labels, len(prep.config.data.classes))}
+
+
+def _tree_of(states) -> dict:
+    return {"params": states.params, "batch_stats": states.batch_stats}
+
+
+def _with_tree(states, tree):
+    return states.replace(params=tree["params"], batch_stats=tree["batch_stats"])
+
+
+def _select(mask: np.ndarray, new, old):
+    """Per seed, the new state where mask is set, else the old one (params and BN stats)."""
+    pick = jnp.asarray(mask)
+
+    def choose(a, b):
+        return jnp.where(pick.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+    return old.replace(params=jax.tree_util.tree_map(choose, new.params, old.params),
+                       batch_stats=jax.tree_util.tree_map(choose, new.batch_stats, old.batch_stats))
+
+
+def summarize_results(fold_results: list[dict], config, key: str = "per_seed") -> dict:
+    """Mean ± std over folds × seeds, per fold (over seeds) and per seed (over folds)."""
+    def block(entries):
+        return {m: {"mean": float(np.mean([e[m] for e in entries])),
+                    "std": float(np.std([e[m] for e in entries]))} for m in METRICS}
+
+    def pick(result):
+        return result[key] if key == "per_seed" else result[key]["per_seed"]
+
+    grid = [[pick(r)[s] for s in range(len(r["seeds"]))] for r in fold_results]   # [fold][seed]
+    summary = block([e for row in grid for e in row])
+    seeds = fold_results[0]["seeds"]
+    summary["per_fold"] = [{"fold": r["fold"], "n_test": len(r["labels"]),
+                            **{m: float(np.mean([e[m] for e in row])) for m in METRICS}}
+                           for r, row in zip(fold_results, grid)]
+    summary["per_seed"] = [{"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
+                           for s, seed in enumerate(seeds)]
+    summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
+    return summary
+
+
+def run(config, workdir: Path, progress: bool = True) -> dict:
+    """Train every fold (skipping finished ones) and write summary.json and report.md."""
+    from serjax.report import write_run_report
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_workdir_config(config, workdir)
+    started = time.time()
+    prep = prepare(config, workdir, progress)
+    results = []
+    for k, name in enumerate(prep.fold_names):
+        path = workdir / "folds" / f"{name}.json"
+        if path.exists():
+            results.append(json.loads(path.read_text()))
+            continue
+        result = train_fold(prep, k, workdir, progress)
+        write_json(path, result)
+        results.append(result)
+    summary = build_summary(results, config, prep)
+    summary["wall_time_s"] = round(time.time() - started, 1)
+    write_json(workdir / "summary.json", summary)
+    write_run_report(workdir, config, summary)
+    return summary
+
+
+def build_summary(results, config, prep: Prepared) -> dict:
+    summary = {"corpus": prep.listing.name, "protocol": config.protocol.name,
+               "classes": list(config.data.classes), "num_utterances": int(len(prep.labels)),
+               "train_versions": list(config.experiment.train_versions),
+               "test_version": int(config.experiment.test_version),
+               "seeds": prep.seeds, "epochs": int(config.train.epochs),
+               "selection": "last epoch"}
+    summary.update(summarize_results(results, config))
+    if "best_val" in results[0]:
+        summary["best_val"] = summarize_results(results, config, key="best_val")
+        summary["best_val"]["selection"] = (f"best epoch on an inner validation split "
+                                            f"({config.train.validation_fraction:.0%} of each training fold)")
+    return summary
+
+
+def _comparable(config) -> dict:
+    """The config as JSON, without fields that may change between a run and its resumption."""
+    d = json.loads(config.to_json())
+    d.pop("cache_dir", None)
+    d["data"].pop("load_workers", None)
+    return d
+
+
+def _check_workdir_config(config, workdir: Path) -> None:
+    path = workdir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("config") != _comparable(config):
+            raise SerjaxError(f"workdir {workdir} holds a run of a different config ({path}); "
+                              "use another --workdir, or delete that one to start over")
+        return
+    write_json(path, {"config": _comparable(config), "versions": _environment()})
+
+
+def _environment() -> dict:
+    import flax
+    import optax
+    import orbax.checkpoint
+    return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+            "orbax": orbax.checkpoint.__version__, "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()]}
