@@ -1,7 +1,7 @@
 """serjax command line.
 
     python launch.py                                    # the main job: configs/quickstart.py
-    python launch.py --config configs/default.py --config.data.corpus=iemocap \
+    python launch.py --config configs/default.py \
         --config.data.root=/data/IEMOCAP_full_release --workdir runs/default
     python launch.py --mode=inspect --config.data.corpus=iemocap --config.data.root=...
 
@@ -16,20 +16,36 @@ import sys
 from pathlib import Path
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 HERE = Path(__file__).resolve().parent
 MODES = ("train", "inspect", "features", "describe", "eval")
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(HERE / "configs" / "quickstart.py"),
-    "Config file, optionally with an argument: configs/NAME.py[:ARG].", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", "", "Where the run's files go (default: results/<config name>).")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 
 
+def define_config_flag():
+    """--config, loaded and overridden from sys.argv as it is defined; a bad override stops
+    here with one line naming it (ml_collections would show a long traceback)."""
+    from ml_collections import config_flags
+
+    try:
+        return config_flags.DEFINE_config_file(
+            "config", str(HERE / "configs" / "quickstart.py"),
+            "Config file, optionally with an argument: configs/NAME.py[:ARG].", lock_config=True)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        reason = str(err).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        culprits = [a for a in sys.argv[1:] if a.startswith("--config.")]
+        where = next((a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
+                     " ".join(culprits) or "the config file")
+        print(f"serjax: error: bad config override {where}: {reason}", file=sys.stderr)
+        sys.exit(2)
+
+
 def default_workdir() -> Path:
+    from ml_collections import config_flags
+
     name = Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
     return HERE / "results" / name
 
@@ -44,11 +60,12 @@ def main(argv):
 
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
     try:
-        cli.run(_MODE.value, _CONFIG.value, workdir)
+        cli.run(_MODE.value, flags.FLAGS.config, workdir)
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
+    define_config_flag()
     app.run(main)

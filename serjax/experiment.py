@@ -29,7 +29,7 @@ from serjax.inspect_corpus import format_summary, summarize
 from serjax.losses import class_weights
 from serjax.metrics import scores
 from serjax.model import build_model
-from serjax.train import Trainer, epoch_batches, learning_rate_schedule, make_optimizer, seed_keys
+from serjax.train import Trainer, epoch_batches, learning_rate_schedule, seed_keys, trainer_for
 
 METRICS = ("ua", "wa", "acc", "f1")
 
@@ -89,8 +89,7 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
     folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
     table = jnp.concatenate([jnp.asarray(arrays[v]) for v in versions])
     model = build_model(config.model, len(classes))
-    trainer = Trainer(model, make_optimizer(config.train), config.train.focal_gamma,
-                      len(labels), config.train.seed_strategy)
+    trainer = trainer_for(model, config.train, len(labels))
     return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,
                     seeds_of(config))
 
@@ -165,7 +164,8 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
     checkpoints = FoldCheckpoints(workdir / "checkpoints" / fold.name)
     states = prep.trainer.init(seed_keys(prep.seeds, k), input_shape)
     best = {"score": np.full(S, -1.0, np.float32), "epoch": np.zeros(S, np.int32)}
-    best_states = states if len(val_rows) else None
+    # a copy: the train step donates (frees) the buffers of the states it is given
+    best_states = jax.tree_util.tree_map(jnp.copy, states) if len(val_rows) else None
     start_epoch = checkpoints.latest_epoch() or 0
     if start_epoch:
         extras_template = {"best_score": best["score"], "best_epoch": best["epoch"]}

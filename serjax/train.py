@@ -8,6 +8,7 @@ once per experiment and is reused by every fold.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -24,13 +25,6 @@ SEED_STRATEGIES = ("auto", "vmap", "map")
 
 class TrainState(train_state.TrainState):
     batch_stats: Any
-
-
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-    """Adam whose learning rate is a hyperparameter the epoch loop sets from the schedule."""
-    return optax.inject_hyperparams(optax.adam)(
-        learning_rate=train_cfg.learning_rate, b1=train_cfg.adam_b1, b2=train_cfg.adam_b2,
-        eps=train_cfg.adam_eps)
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
@@ -103,13 +97,17 @@ class Trainer:
                                   donate_argnums=0)
         self.eval_step = jax.jit(_over_seeds(eval_step, self.strategy, (1, 2, 3, 4), 5))
 
+        def init_one(key, input_shape):
+            variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
+            return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                     batch_stats=variables["batch_stats"], tx=tx)
+
+        self._init = jax.jit(lambda keys, shape: jax.vmap(lambda k: init_one(k, shape))(keys),
+                             static_argnums=1)
+
     def init(self, keys: jax.Array, input_shape: tuple[int, int]) -> TrainState:
         """S freshly initialised states, stacked on axis 0 (one per key)."""
-        def one(key):
-            variables = self.model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
-            return TrainState.create(apply_fn=self.model.apply, params=variables["params"],
-                                     batch_stats=variables["batch_stats"], tx=self.tx)
-        return jax.jit(jax.vmap(one))(keys)
+        return self._init(keys, tuple(int(d) for d in input_shape))
 
     def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
         """Logits [S, len(rows), classes]; the last batch is padded so one shape compiles."""
@@ -119,6 +117,22 @@ class Trainer:
             padded = np.pad(chunk, (0, batch_size - len(chunk)))
             outputs.append(self.eval_step(states, jnp.asarray(padded), data, mean, std)[:, :len(chunk)])
         return np.asarray(jnp.concatenate(outputs, axis=1))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_trainer(model, adam: tuple, gamma: float, num_utterances: int, strategy: str) -> Trainer:
+    lr, b1, b2, eps = adam
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
+    return Trainer(model, tx, gamma, num_utterances, strategy)
+
+
+def trainer_for(model, train_cfg, num_utterances: int) -> Trainer:
+    """The Trainer for this model and optimizer, shared by every run of a process that
+    uses the same ones, so a sweep or a test suite compiles each step once."""
+    adam = (float(train_cfg.learning_rate), float(train_cfg.adam_b1), float(train_cfg.adam_b2),
+            float(train_cfg.adam_eps))
+    return _cached_trainer(model, adam, float(train_cfg.focal_gamma), int(num_utterances),
+                           resolve_seed_strategy(train_cfg.seed_strategy))
 
 
 def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int) -> np.ndarray:
