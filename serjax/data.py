@@ -13,7 +13,7 @@ import numpy as np
 from serjax.corpora.records import Utterance
 from serjax.errors import SerjaxError
 
-PROTOCOLS = ("stratified_kfold", "leave_one_session_out", "leave_one_speaker_out")
+PROTOCOLS = ("stratified_kfold", "leave_one_session_out", "leave_one_speaker_out", "speaker_kfold")
 
 
 def stratified_kfold(labels: np.ndarray, num_folds: int, seed: int) -> np.ndarray:
@@ -39,6 +39,27 @@ def group_folds(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     return np.array([index[g] for g in groups], np.int64), names
 
 
+def speaker_kfold(speakers: Sequence[str], num_folds: int, seed: int) -> np.ndarray:
+    """Speaker-independent k-fold for corpora with many speakers (CREMA-D has 91): speakers
+    shuffled and dealt to the folds, largest first, each to the fold with fewest utterances."""
+    names = sorted(set(speakers))
+    if not 2 <= num_folds <= len(names):
+        raise SerjaxError(f"config field protocol.num_folds: need 2..{len(names)} folds for "
+                          f"{len(names)} speakers, got {num_folds}")
+    counts = {n: 0 for n in names}
+    for s in speakers:
+        counts[s] += 1
+    order = np.random.default_rng([seed, 0x5BEA]).permutation(len(names))
+    shuffled = sorted((names[i] for i in order), key=lambda n: -counts[n])  # stable: ties stay shuffled
+    sizes = np.zeros(num_folds, np.int64)
+    fold_of = {}
+    for name in shuffled:
+        k = int(np.argmin(sizes))
+        fold_of[name] = k
+        sizes[k] += counts[name]
+    return np.array([fold_of[s] for s in speakers], np.int64)
+
+
 def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_cfg, seed: int):
     """(fold per utterance, fold names) for the configured protocol."""
     name = protocol_cfg.name
@@ -49,6 +70,9 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
         return group_folds([u.session for u in utterances])
     if name == "leave_one_speaker_out":
         return group_folds([u.speaker for u in utterances])
+    if name == "speaker_kfold":
+        folds = speaker_kfold([u.speaker for u in utterances], protocol_cfg.num_folds, seed)
+        return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]
     raise SerjaxError(f"config field protocol.name: {name!r} is not one of {PROTOCOLS}")
 
 

@@ -169,6 +169,22 @@ def test_speaker_independent_protocols_never_share_a_speaker(protocol, num):
         assert test_speakers and not test_speakers & train_speakers
 
 
+def test_speaker_kfold_keeps_speakers_whole_and_folds_balanced():
+    utts = utterances(per_speaker=6) + utterances(per_speaker=3)[:12]   # unequal speakers
+    labels = np.array(["abcd".index(u.label) for u in utts])
+    cfg = base_config().protocol
+    cfg.name, cfg.num_folds = "speaker_kfold", 3
+    folds, names = assign_folds(utts, labels, cfg, seed=0)
+    assert names == ["fold0", "fold1", "fold2"]
+    for speaker in {u.speaker for u in utts}:
+        assert len({f for u, f in zip(utts, folds) if u.speaker == speaker}) == 1
+    sizes = np.bincount(folds)
+    assert sizes.sum() == len(utts) and sizes.max() - sizes.min() <= 9
+    cfg.num_folds = 11
+    with pytest.raises(SerjaxError, match="protocol.num_folds"):
+        assign_folds(utts, labels, cfg, seed=0)
+
+
 def test_validation_split_is_inside_the_training_fold():
     labels = np.array([0, 1] * 50)
     train = np.arange(0, 80)
