@@ -7,7 +7,8 @@
 
 Modes: train (default: the fold loop; resumes an unfinished workdir), inspect (corpus.json),
 features (fill the feature cache), describe (layer table, model.json), eval (restore the
-checkpoints, re-evaluate, eval.json).
+checkpoints, re-evaluate, eval.json), report (rebuild tables and figures from saved results).
+A config with a `sweep` section (configs/fig*.py, table5.py) runs its whole grid.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 from absl import app, flags, logging
 
 HERE = Path(__file__).resolve().parent
-MODES = ("train", "inspect", "features", "describe", "eval")
+MODES = ("train", "inspect", "features", "describe", "eval", "report")
 
 _WORKDIR = flags.DEFINE_string(
-    "workdir", "", "Where the run's files go (default: results/<config name>).")
+    "workdir", "", "Where the run's files go (default: results/<config name>[-<arg>]).")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 
 
@@ -46,8 +47,8 @@ def define_config_flag():
 def default_workdir() -> Path:
     from ml_collections import config_flags
 
-    name = Path(config_flags.get_config_filename(flags.FLAGS["config"])).stem
-    return HERE / "results" / name
+    path, _, arg = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
+    return HERE / "results" / (Path(path).stem + (f"-{arg}" if arg else ""))
 
 
 def main(argv):

@@ -53,6 +53,14 @@ def train(config, workdir: Path) -> None:
     from serjax import experiment
     from serjax.report import pct
 
+    if "sweep" in config:
+        from serjax.report import write_sweep_report
+        from serjax.sweeps import run_sweep
+
+        run_sweep(config, workdir)
+        print(f"wrote {write_sweep_report(config, workdir)}")
+        return
+
     summary = experiment.run(config, workdir)
     print(f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
           f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
@@ -98,7 +106,14 @@ def evaluate(config, workdir: Path) -> None:
     print(f"wrote {workdir / 'eval.json'}")
 
 
-MODES = {"train": train, "inspect": inspect, "features": extract_features,
+def report(config, workdir: Path) -> None:
+    from serjax.report import rebuild
+
+    for path in rebuild(config, workdir):
+        print(f"wrote {path}")
+
+
+MODES = {"report": report, "train": train, "inspect": inspect, "features": extract_features,
          "describe": describe, "eval": evaluate}
 
 
@@ -121,9 +136,9 @@ def workdir_config(workdir: Path, current):
 
 def run(mode: str, config, workdir: Path) -> None:
     workdir = Path(workdir)
-    if mode == "eval":
-        if not (workdir / "config.json").exists():
-            raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
-        config = workdir_config(workdir, config)
+    if mode == "eval" and not (workdir / "config.json").exists():
+        raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
+    if mode in ("eval", "report") and (workdir / "config.json").exists():
+        config = workdir_config(workdir, config)   # a run is read back with its own config
     workdir.mkdir(parents=True, exist_ok=True)
     MODES[mode](config, workdir)

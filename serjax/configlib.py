@@ -74,3 +74,41 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 5                   # epochs
     config.train.seed_strategy = "auto"                 # auto | vmap | map
     return config
+
+
+def small_variant(config) -> ml_collections.ConfigDict:
+    """The same pipeline shrunk to seconds per run on 2 CPU cores, on the synthetic corpus.
+
+    For sweeps: every grid point keeps its meaning (versions, widths, ECA placement), but
+    the data (400 utterances, 2-s clips), folds (3) and epochs (6) are small. Its numbers
+    show that the machinery works; they are not a reproduction of the paper's.
+    """
+    config.data.corpus = "synthetic"
+    config.data.root = ""
+    config.data.synthetic.num_utterances = 400
+    config.features.duration_s = 2.0
+    config.protocol.num_folds = 3
+    config.model.width_scale = 1
+    config.train.epochs = 6
+    config.train.lr_decay_per_epoch = 0.85
+    config.train.checkpoint_every = 6
+    return config
+
+
+def sweep_config(name: str, arg: str) -> ml_collections.ConfigDict:
+    """A sweep config: `arg` "" runs the paper's grid on IEMOCAP (set data.root);
+    "small" runs the small variant on the synthetic corpus (grid narrowed by SMALL_GRIDS)."""
+    from serjax.sweeps import SMALL_GRIDS
+
+    if arg not in ("", "small"):
+        raise ValueError(f"config argument {arg!r}: use '' (IEMOCAP, the paper's grid) or 'small'")
+    config = base_config()
+    config.data.corpus = "iemocap"
+    config.sweep = ml_collections.ConfigDict()
+    config.sweep.name = name
+    config.sweep.variant = arg or "paper"
+    config.sweep.grid = ml_collections.ConfigDict()
+    if arg == "small":
+        small_variant(config)
+        config.sweep.grid = ml_collections.ConfigDict(SMALL_GRIDS.get(name, {}))
+    return config

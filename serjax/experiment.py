@@ -243,7 +243,16 @@ def evaluate_fold(prep: Prepared, k: int, states, fold=None, mean=None, std=None
     logits = prep.trainer.predict(states, prep.table, prep.rows(test_version, fold.test), mean, std,
                                   prep.config.train.eval_batch_size)
     labels = prep.labels[fold.test]
-    return {"fold": fold.name, "seeds": prep.seeds,
+    eca = {}
+    if prep.config.model.eca_layers:
+        weights = prep.trainer.channel_weights(states, prep.table, prep.rows(test_version, fold.test),
+                                               mean, std, prep.config.train.eval_batch_size)
+        # per block: [classes, channels], averaged over the test utterances of each class and
+        # over seeds (paper Fig. 14)
+        eca = {name: [np.round(w[:, labels == c].mean(axis=(0, 1)), 6).tolist() if np.any(labels == c)
+                      else None for c in range(len(prep.config.data.classes))]
+               for name, w in weights.items()}
+    return {"fold": fold.name, "seeds": prep.seeds, "eca_weights": eca,
             "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
             "labels": labels.tolist(),
             "probabilities": np.round(_softmax(logits), 6).tolist(),
@@ -286,6 +295,13 @@ def summarize_results(fold_results: list[dict], config, key: str = "per_seed") -
     summary["per_seed"] = [{"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
                            for s, seed in enumerate(seeds)]
     summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
+    if key == "per_seed" and fold_results[0].get("eca_weights"):
+        # per block, [classes, channels] averaged over folds (a class absent from a fold is skipped)
+        summary["eca_weights"] = {
+            name: [np.mean([r["eca_weights"][name][c] for r in fold_results
+                            if r["eca_weights"][name][c] is not None], axis=0).round(6).tolist()
+                   for c in range(len(config.data.classes))]
+            for name in fold_results[0]["eca_weights"]}
     return summary
 
 
@@ -295,7 +311,7 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_workdir_config(config, workdir)
+    check_workdir_config(config, workdir)
     started = time.time()
     prep = prepare(config, workdir, progress)
     results = []
@@ -337,7 +353,7 @@ def _comparable(config) -> dict:
     return d
 
 
-def _check_workdir_config(config, workdir: Path) -> None:
+def check_workdir_config(config, workdir: Path) -> None:
     path = workdir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())

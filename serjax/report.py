@@ -1,16 +1,47 @@
-"""Human-readable reports built from a run's saved results."""
+"""Reports built from a run's or a sweep's saved results (summary.json, metrics.jsonl):
+Markdown and CSV tables in the paper's form, and PNG figures. Never retrains."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
+from serjax import figures
 from serjax.fileio import write_text
+
+METRICS = ("ua", "wa", "acc", "f1")
 
 PROTOCOL_NOTES = {
     "stratified_kfold": "stratified random k-fold over utterances (the paper's protocol; "
                         "speaker-dependent: a speaker's utterances are in train and test)",
     "leave_one_session_out": "leave-one-session-out (speaker-independent)",
     "leave_one_speaker_out": "leave-one-speaker-out (speaker-independent)",
+    "speaker_kfold": "speaker-independent k-fold (speakers dealt to folds)",
+}
+
+# The paper's own IEMOCAP figures (UA, WA, ACC in %), for the cells where it gives one.
+# They are the paper's numbers, shown beside ours, never as ours.
+PAPER = {
+    ("table5", "cnn"): (79.16, 79.27, 79.22),
+    ("table5", "original_eca"): (78.71, 78.80, 78.76),
+    ("table5", "ours"): (79.37, 79.68, 79.53),
+    ("table5", "cnn_augmentation"): (79.66, 80.50, 80.08),
+    ("table5", "ours_augmentation"): (80.28, 80.46, 80.37),
+    ("fig7", "original_eca_v8"): (78.71, 78.80, 78.76),
+    ("fig7", "ours_v8"): (79.37, 79.68, 79.53),
+    ("fig10", "cnn_8versions"): (80.10, 80.02, 80.06),
+}
+PAPER_NOTES = {
+    "fig6": "Paper (IEMOCAP): best CNN 79.16 UA / 79.27 WA / 79.22 ACC, at v6 (its width scale was lost).",
+    "fig7": "Paper (IEMOCAP, v8): original ECA 78.71 / 78.80 / 78.76, ours 79.37 / 79.68 / 79.53.",
+    "fig8": "Paper (IEMOCAP): ECA works best on blocks 5-6.",
+    "fig9": "Paper (IEMOCAP): v8 is best for most kernel sizes.",
+    "fig10": "Paper (IEMOCAP): CNN best with all eight versions, 80.10 / 80.02 / 80.06.",
+    "fig11": "Paper (IEMOCAP): best CNN 79.66 / 80.50 / 80.08 and ECA 80.28 / 80.46 / 80.37 "
+             "(the number of versions of these bests was lost).",
+    "table5": "Paper (IEMOCAP): Table V, as in the last column.",
 }
 
 
@@ -18,11 +49,20 @@ def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def mean_std(block: dict) -> str:
+    return f"{pct(block['mean'])} ± {pct(block['std'])}"
+
+
+def data_note(summary: dict) -> str:
+    if summary["corpus"] == "synthetic":
+        return ("**synthetic data** (serjax's built-in generated corpus, not IEMOCAP: these numbers "
+                "say the pipeline works, nothing about emotion in real speech)")
+    return f"corpus `{summary['corpus']}`"
+
+
 def score_table(summary: dict) -> list[str]:
-    rows = ["| UA | WA | ACC | macro-F1 |", "|---|---|---|---|",
-            "| " + " | ".join(f"{pct(summary[m]['mean'])} ± {pct(summary[m]['std'])}"
-                             for m in ("ua", "wa", "acc", "f1")) + " |"]
-    return rows
+    return ["| UA | WA | ACC | macro-F1 |", "|---|---|---|---|",
+            "| " + " | ".join(mean_std(summary[m]) for m in METRICS) + " |"]
 
 
 def confusion_table(matrix, classes) -> list[str]:
@@ -35,14 +75,31 @@ def confusion_table(matrix, classes) -> list[str]:
     return rows
 
 
+def _metrics_records(workdir: Path) -> list[dict]:
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def write_run_report(workdir: Path, config, summary: dict) -> Path:
+    """report.md for one run, with its figures (confusion, curves, ECA weights)."""
+    workdir = Path(workdir)
     classes = summary["classes"]
-    corpus = summary["corpus"]
-    data_note = ("**synthetic data** (serjax's built-in generated corpus, not IEMOCAP: these "
-                 "numbers say the pipeline works, nothing about emotion in real speech)"
-                 if corpus == "synthetic" else f"corpus `{corpus}`")
-    lines = [f"# Run report: {Path(workdir).name}", "",
-             f"- Data: {data_note}, {summary['num_utterances']} utterances, classes {', '.join(classes)}",
+    figure_lines = []
+    figures.confusion(summary["confusion"], classes, workdir / "figures" / "confusion.png",
+                      "all folds and seeds pooled")
+    figure_lines.append("![confusion matrix](figures/confusion.png)")
+    records = _metrics_records(workdir)
+    if records:
+        figures.training_curves(records, workdir / "figures" / "curves.png")
+        figure_lines.append("![training curves](figures/curves.png)")
+    if summary.get("eca_weights"):
+        figures.eca_weights(summary["eca_weights"], classes, workdir / "figures" / "eca_weights.png")
+        figure_lines.append("![ECA channel weights per emotion, test set](figures/eca_weights.png)")
+    lines = [f"# Run report: {workdir.name}", "",
+             f"- Data: {data_note(summary)}, {summary['num_utterances']} utterances, "
+             f"classes {', '.join(classes)}",
              f"- Protocol: {PROTOCOL_NOTES.get(summary['protocol'], summary['protocol'])}",
              f"- Features: train on STFT version(s) {summary['train_versions']}, "
              f"test on version {summary['test_version']}",
@@ -57,14 +114,110 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
         lines += score_table(summary["best_val"])
     lines += ["", "## Per fold (mean over seeds)", "",
               "| fold | test utterances | UA | WA | ACC | macro-F1 |", "|---|---|---|---|---|---|"]
-    lines += [f"| {f['fold']} | {f['n_test']} | " + " | ".join(pct(f[m]) for m in ("ua", "wa", "acc", "f1")) + " |"
+    lines += [f"| {f['fold']} | {f['n_test']} | " + " | ".join(pct(f[m]) for m in METRICS) + " |"
               for f in summary["per_fold"]]
     lines += ["", "## Per seed (mean over folds)", "",
               "| seed | UA | WA | ACC | macro-F1 |", "|---|---|---|---|---|"]
-    lines += [f"| {s['seed']} | " + " | ".join(pct(s[m]) for m in ("ua", "wa", "acc", "f1")) + " |"
+    lines += [f"| {s['seed']} | " + " | ".join(pct(s[m]) for m in METRICS) + " |"
               for s in summary["per_seed"]]
     lines += ["", "## Confusion matrix (all folds and seeds pooled)", ""]
     lines += confusion_table(summary["confusion"], classes)
+    lines += ["", "## Figures", ""] + [f"{line}\n" for line in figure_lines]
     if "wall_time_s" in summary:
-        lines += ["", f"Wall time: {summary['wall_time_s']:.0f} s."]
-    return write_text(Path(workdir) / "report.md", "\n".join(lines) + "\n")
+        lines += [f"Wall time: {summary['wall_time_s']:.0f} s."]
+    return write_text(workdir / "report.md", "\n".join(lines) + "\n")
+
+
+def sweep_rows(config, workdir: Path) -> list[dict]:
+    """One row per finished grid point: name, series, x, scores, and the paper's cell."""
+    from serjax.sweeps import expand
+
+    rows = []
+    for name, _, (series, x) in expand(config.sweep):
+        path = Path(workdir) / name / "summary.json"
+        if not path.exists():
+            continue
+        summary = json.loads(path.read_text())
+        rows.append({"name": name, "series": series, "x": x, "summary": summary,
+                     "paper": PAPER.get((config.sweep.name, name)),
+                     **{m: summary[m] for m in METRICS}})
+    return rows
+
+
+def _csv(rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["run", "series", "x"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+                    + ["paper_ua", "paper_wa", "paper_acc"])
+    for r in rows:
+        writer.writerow([r["name"], r["series"], "" if r["x"] is None else r["x"]]
+                        + [f"{100 * r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
+                        + (list(r["paper"]) if r["paper"] else ["", "", ""]))
+    return out.getvalue()
+
+
+def write_sweep_report(config, workdir: Path) -> Path:
+    """report.md, results.csv and figures for a sweep, plus each run's own report."""
+    from serjax.sweeps import X_AXES, expand
+
+    workdir = Path(workdir)
+    name = config.sweep.name
+    rows = sweep_rows(config, workdir)
+    total = len(expand(config.sweep))
+    lines = [f"# Sweep report: {name} ({config.sweep.variant} variant)", ""]
+    if not rows:
+        lines.append(f"No finished run yet (0 of {total}).")
+        return write_text(workdir / "report.md", "\n".join(lines) + "\n")
+    first = rows[0]["summary"]
+    lines += [f"- Data: {data_note(first)}, {first['num_utterances']} utterances",
+              f"- Protocol: {PROTOCOL_NOTES.get(first['protocol'], first['protocol'])}; "
+              f"{first['epochs']} epochs; seeds {first['seeds']}; scores of the {first['selection']}",
+              f"- Finished runs: {len(rows)} of {total}",
+              f"- {PAPER_NOTES[name]}", "",
+              "## Scores (%, mean ± std over folds × seeds)", "",
+              "| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        paper = " / ".join(f"{v:.2f}" for v in r["paper"]) if r["paper"] else ""
+        x = "" if r["x"] is None else r["x"]
+        lines.append(f"| [{r['name']}]({r['name']}/report.md) | {r['series']} | {x} | "
+                     + " | ".join(mean_std(r[m]) for m in METRICS) + f" | {paper} |")
+    x_label = X_AXES[name]
+    if x_label:
+        series = list(dict.fromkeys(r["series"] for r in rows))
+        xs = sorted({r["x"] for r in rows})
+        cell = {(r["series"], r["x"]): r for r in rows}
+        lines += ["", f"## ACC (%) by series and {x_label}", "",
+                  "| series | " + " | ".join(str(x) for x in xs) + " |", "|---" * (len(xs) + 1) + "|"]
+        for s in series:
+            lines.append(f"| {s} | " + " | ".join(pct(cell[(s, x)]["acc"]["mean"]) if (s, x) in cell else ""
+                                                  for x in xs) + " |")
+        figures.sweep_curves(rows, x_label, workdir / "figures" / "scores.png",
+                             f"{name} ({config.sweep.variant}): mean ± std over folds × seeds")
+        lines += ["", "![scores](figures/scores.png)"]
+    lines += ["", "Each run's report (confusion matrix, training curves, ECA channel weights) is "
+              "linked from the first column. Tables as CSV: [results.csv](results.csv)."]
+    write_text(workdir / "results.csv", _csv(rows))
+    return write_text(workdir / "report.md", "\n".join(lines) + "\n")
+
+
+def rebuild(config, workdir: Path) -> list[Path]:
+    """--mode=report: rebuild every report under a run's or a sweep's workdir."""
+    from serjax.sweeps import expand, run_config
+
+    workdir = Path(workdir)
+    written = []
+    if "sweep" in config:
+        for name, overrides, _ in expand(config.sweep):
+            summary_path = workdir / name / "summary.json"
+            if summary_path.exists():
+                written.append(write_run_report(workdir / name, run_config(config, overrides),
+                                                json.loads(summary_path.read_text())))
+        written.append(write_sweep_report(config, workdir))
+    else:
+        summary_path = workdir / "summary.json"
+        if not summary_path.exists():
+            from serjax.errors import SerjaxError
+            raise SerjaxError(f"{workdir} holds no finished run (no summary.json)")
+        written.append(write_run_report(workdir, config, json.loads(summary_path.read_text())))
+    return written

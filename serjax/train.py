@@ -93,9 +93,17 @@ class Trainer:
             x = _normalise(data, rows, mean, std)
             return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x)
 
+        def eca_step(state, rows, data, mean, std):
+            x = _normalise(data, rows, mean, std)
+            _, inter = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                                   mutable=["intermediates"])
+            return {name: value["channel_weights"][0]
+                    for name, value in inter.get("intermediates", {}).items()}
+
         self.train_step = jax.jit(_over_seeds(train_step, self.strategy, (2, 3, 4, 5, 6, 7), 8),
                                   donate_argnums=0)
         self.eval_step = jax.jit(_over_seeds(eval_step, self.strategy, (1, 2, 3, 4), 5))
+        self.eca_step = jax.jit(_over_seeds(eca_step, self.strategy, (1, 2, 3, 4), 5))
 
         def init_one(key, input_shape):
             variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
@@ -109,14 +117,24 @@ class Trainer:
         """S freshly initialised states, stacked on axis 0 (one per key)."""
         return self._init(keys, tuple(int(d) for d in input_shape))
 
-    def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
-        """Logits [S, len(rows), classes]; the last batch is padded so one shape compiles."""
+    def _batched(self, step, states, data, rows, mean, std, batch_size):
+        """step over rows in fixed-size batches (the last one padded, so one shape compiles),
+        outputs concatenated along the sample axis (axis 1, after the seeds)."""
         outputs = []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             padded = np.pad(chunk, (0, batch_size - len(chunk)))
-            outputs.append(self.eval_step(states, jnp.asarray(padded), data, mean, std)[:, :len(chunk)])
-        return np.asarray(jnp.concatenate(outputs, axis=1))
+            out = step(states, jnp.asarray(padded), data, mean, std)
+            outputs.append(jax.tree_util.tree_map(lambda a: a[:, :len(chunk)], out))
+        return jax.tree_util.tree_map(lambda *parts: np.asarray(jnp.concatenate(parts, axis=1)), *outputs)
+
+    def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
+        """Logits [S, len(rows), classes]."""
+        return self._batched(self.eval_step, states, data, rows, mean, std, batch_size)
+
+    def channel_weights(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> dict:
+        """ECA channel weights per ECA block: {"eca5": [S, len(rows), C], ...}."""
+        return self._batched(self.eca_step, states, data, rows, mean, std, batch_size)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,13 +1,33 @@
-"""Corpus readers. Every one returns a `CorpusListing` of `Utterance` records."""
+"""Corpus readers. Every one returns a `CorpusListing` of `Utterance` records.
+
+`load_corpus` dispatches on `data.corpus`; the helpers below are shared by the readers of
+the file-name-coded corpora (EmoDB, RAVDESS, CREMA-D) and the CSV manifest, so they all
+check roots, report problems and finish a listing the same way as the IEMOCAP reader.
+"""
 
 from __future__ import annotations
 
+import collections
+import os
 from pathlib import Path
+from typing import Mapping
 
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
 
-CORPORA = ("synthetic", "iemocap")
+CORPORA = ("synthetic", "iemocap", "emodb", "ravdess", "cremad", "manifest")
+
+# What data.root must point at, per corpus (said when it is empty).
+ROOT_HINTS = {
+    "iemocap": "your IEMOCAP_full_release folder",
+    "emodb": "your EmoDB folder (the one holding wav/)",
+    "ravdess": "your RAVDESS folder (the one holding Actor_01 … Actor_24)",
+    "cremad": "your CREMA-D folder (the one holding AudioWAV/)",
+    "manifest": "your CSV manifest (a file with the header path,label[,speaker][,session])",
+}
+
+_LFS_POINTER = b"version https://git-lfs"
+_WAV_HEADER_BYTES = 44
 
 
 def check_label_map(data_cfg) -> dict[str, str]:
@@ -26,26 +46,114 @@ def check_label_map(data_cfg) -> dict[str, str]:
     return label_map
 
 
+def check_on_bad_file(on_bad_file: str) -> None:
+    if on_bad_file not in ("error", "skip"):
+        raise SerjaxError(f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'")
+
+
+def corpus_dir(root: str | os.PathLike, title: str, hint: str) -> Path:
+    """`root` as a Path, or an error naming data.root when it is not a directory."""
+    path = Path(root).expanduser()
+    if not str(root) or not path.is_dir():
+        raise SerjaxError(f"{title} root {str(root)!r} is not a directory "
+                          f"(set --config.data.root to {hint})")
+    return path
+
+
+def wav_files(folder: Path) -> list[Path]:
+    """The .wav files directly in `folder`, sorted; macOS `._*` resource forks left out."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() == ".wav" and not p.name.startswith(".") and p.is_file())
+
+
+def audio_file_problem(path: Path) -> str | None:
+    """Why `path` cannot hold audio (empty, a bare header, a git-lfs pointer), else None.
+
+    Only the size is looked at, and the first bytes of files under 1 KiB: the readers never
+    read audio (the pipeline does, later), but these copies are common and cheap to catch.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot read {path}: {err.strerror}"
+    if size <= _WAV_HEADER_BYTES:
+        return f"holds no audio ({size} bytes)"
+    if size < 1024:
+        with open(path, "rb") as f:
+            if f.read(len(_LFS_POINTER)) == _LFS_POINTER:
+                return "is a git-lfs pointer, not audio (fetch the audio with `git lfs pull`)"
+    return None
+
+
+def finish_listing(name: str, title: str, root: Path, utterances: list[Utterance],
+                   problems: list[Skipped], excluded: Mapping[str, int], on_bad_file: str,
+                   label_map: Mapping[str, str], notes: list[str] | None = None) -> CorpusListing:
+    """Raise every problem at once (`on_bad_file=error`), or an empty result; else the listing."""
+    if problems and on_bad_file == "error":
+        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
+        raise SerjaxError(f"{title} {root} has {len(problems)} problem(s) "
+                          f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}")
+    if not utterances:
+        why = f" ({len(problems)} file(s) skipped as problems)" if problems else ""
+        raise SerjaxError(f"{title} {root} (config field data.root) holds no utterance whose label "
+                          f"is in data.label_map {sorted(label_map)}{why}")
+    return CorpusListing(name=name, utterances=utterances, skipped=problems,
+                         excluded=dict(sorted(excluded.items())), notes=list(notes or []))
+
+
+def compare_with_release(title: str, found: collections.Counter, expected: Mapping[str, int]) -> str:
+    """A note comparing the raw-label counts a reader found with the full release's."""
+    total = sum(expected.values())
+    if dict(found) == dict(expected):
+        return f"{title}: counts match the full release ({total} utterances)."
+    got = ", ".join(f"{k} {found.get(k, 0)}/{v}" for k, v in expected.items())
+    return (f"{title}: {sum(found.values())} utterances read, the full release has {total} "
+            f"(found/expected per label: {got}).")
+
+
+def _reader(corpus: str):
+    """The `load_<corpus>(root, label_map, on_bad_file)` of a file-tree or manifest corpus."""
+    if corpus == "emodb":
+        from serjax.corpora.emodb import load_emodb
+        return load_emodb
+    if corpus == "ravdess":
+        from serjax.corpora.ravdess import load_ravdess
+        return load_ravdess
+    if corpus == "cremad":
+        from serjax.corpora.cremad import load_cremad
+        return load_cremad
+    from serjax.corpora.manifest import load_manifest
+    return load_manifest
+
+
 def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
-    """Read the corpus `data_cfg.corpus` names (generating the built-in one if needed)."""
+    """Read the corpus `data_cfg.corpus` names (generating the built-in one if needed).
+
+    `data.selection` and `data.sessions` apply to IEMOCAP-layout trees (iemocap, synthetic)
+    only; the other corpora are read whole, then filtered by `data.label_map`.
+    """
     from serjax.corpora.iemocap import load_iemocap
 
     label_map = check_label_map(data_cfg)
     corpus = data_cfg.corpus
+    if corpus not in CORPORA:
+        raise SerjaxError(f"config field data.corpus: unknown corpus {corpus!r}; choose one of {CORPORA}")
+    check_on_bad_file(data_cfg.on_bad_file)
     if corpus == "synthetic":
         from serjax.corpora import synthetic
 
         root = synthetic.ensure(Path(cache_dir).expanduser() / "corpora", data_cfg.synthetic,
                                 progress=progress)
-    elif corpus == "iemocap":
-        if not data_cfg.root:
-            raise SerjaxError("config field data.root is empty: point it at your "
-                              "IEMOCAP_full_release folder (--config.data.root=/path/to/it)")
-        root = data_cfg.root
+    elif not data_cfg.root:
+        raise SerjaxError(f"config field data.root is empty: point it at {ROOT_HINTS[corpus]} "
+                          "(--config.data.root=/path/to/it)")
     else:
-        raise SerjaxError(f"config field data.corpus: unknown corpus {corpus!r}; choose one of {CORPORA}")
-    listing = load_iemocap(root, selection=data_cfg.selection, label_map=label_map,
-                           sessions=data_cfg.sessions, on_bad_file=data_cfg.on_bad_file)
+        root = data_cfg.root
+    if corpus in ("synthetic", "iemocap"):
+        listing = load_iemocap(root, selection=data_cfg.selection, label_map=label_map,
+                               sessions=data_cfg.sessions, on_bad_file=data_cfg.on_bad_file)
+    else:
+        listing = _reader(corpus)(root, label_map, on_bad_file=data_cfg.on_bad_file)
     listing.name = corpus
     return listing
 

@@ -1,0 +1,16 @@
+"""Paper Fig. 11: descending STFT augmentation — test on v8, train on v8, v7, .., v(9-k)
+(k = 1..8), with and without ECA (16 runs).
+
+    python launch.py --config configs/fig11.py --config.data.root=/path/to/IEMOCAP_full_release \
+        --workdir runs/fig11
+    python launch.py --config configs/fig11.py:small --workdir results/fig11-small
+
+Paper (IEMOCAP): CNN 79.66 / 80.50 / 80.08; ECA 80.28 / 80.46 / 80.37 (UA/WA/ACC), the
+paper's best overall.
+"""
+
+from serjax.configlib import sweep_config
+
+
+def get_config(arg: str = ""):
+    return sweep_config("fig11", arg)

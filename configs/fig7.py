@@ -1,0 +1,15 @@
+"""Paper Fig. 7: no ECA vs original ECA (all six blocks, ECA-Net's adaptive kernel, with
+BatchNorm) vs ours (blocks 5-6, k = 7, no BatchNorm) × STFT versions v1..v8 (24 runs).
+
+    python launch.py --config configs/fig7.py --config.data.root=/path/to/IEMOCAP_full_release \
+        --workdir runs/fig7
+    python launch.py --config configs/fig7.py:small --workdir results/fig7-small
+
+Paper (IEMOCAP, v8): original 78.71 / 78.80 / 78.76 vs ours 79.37 / 79.68 / 79.53 (UA/WA/ACC).
+"""
+
+from serjax.configlib import sweep_config
+
+
+def get_config(arg: str = ""):
+    return sweep_config("fig7", arg)

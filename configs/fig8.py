@@ -1,0 +1,15 @@
+"""Paper Fig. 8: ECA on the last m conv blocks (m = 1..6) × kernel k ∈ {3, 5, 7, 9}, v8
+(24 runs).
+
+    python launch.py --config configs/fig8.py --config.data.root=/path/to/IEMOCAP_full_release \
+        --workdir runs/fig8
+    python launch.py --config configs/fig8.py:small --workdir results/fig8-small
+
+Paper (IEMOCAP): best with ECA on blocks 5-6.
+"""
+
+from serjax.configlib import sweep_config
+
+
+def get_config(arg: str = ""):
+    return sweep_config("fig8", arg)

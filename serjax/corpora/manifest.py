@@ -1,0 +1,136 @@
+"""A generic corpus: a CSV manifest, one utterance per row.
+
+`data.root` is the CSV file. Its header names the columns, in any order: `path` and `label`
+(required), `speaker` and `session` (optional); nothing else. A relative path is relative
+to the CSV's folder; any format soundfile reads will do.
+
+Choices, each because the manifest's author wrote both the labels and the label map:
+- A label that `data.label_map` lacks is a problem (reported with its line; with
+  `data.on_bad_file=skip` the row is left out and listed in `skipped`), not an exclusion
+  by design as in the other corpora: in a hand-made list it is more likely a typo
+  (`angry` for `ang`) than a class left out on purpose. To leave a class out, leave its
+  rows out of the CSV.
+- No `speaker` column: every speaker is "" (one unknown speaker), said in the listing's
+  notes. Speaker-independent protocols then have one speaker to split and cannot be used:
+  set `--config.protocol.name=stratified_kfold`.
+- No `session` column: session = speaker.
+- An empty speaker or session cell in a column that exists is a problem.
+- `utt_id` is the path as written, normalised, without its extension (`spk1/001`).
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Mapping
+
+from serjax.corpora import audio_file_problem, check_on_bad_file, finish_listing
+from serjax.corpora.records import CorpusListing, Skipped, Utterance
+from serjax.errors import SerjaxError
+
+REQUIRED = ("path", "label")
+OPTIONAL = ("speaker", "session")
+HEADER_HELP = "the header must name the columns path,label and optionally speaker,session"
+
+
+def _read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")  # -sig: a BOM from spreadsheet exports
+    except (OSError, UnicodeDecodeError) as err:
+        raise SerjaxError(f"cannot read manifest {csv_path}: {err}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise SerjaxError(f"manifest {csv_path}:{reader.line_num}: not valid CSV ({err})") from None
+
+
+def _columns(csv_path: Path, line: int, header: list[str]) -> list[str]:
+    names = [cell.strip().lower() for cell in header]
+    unknown = [n for n in names if n not in REQUIRED + OPTIONAL]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    missing = [n for n in REQUIRED if n not in names]
+    if unknown or duplicated or missing:
+        what = "; ".join(part for part in (
+            f"unknown column(s) {unknown}" if unknown else "",
+            f"repeated column(s) {duplicated}" if duplicated else "",
+            f"missing column(s) {missing}" if missing else "") if part)
+        raise SerjaxError(f"manifest {csv_path}:{line}: bad header {','.join(header)!r} ({what}): "
+                          f"{HEADER_HELP}")
+    return names
+
+
+def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
+                  on_bad_file: str = "error") -> CorpusListing:
+    """Read a CSV manifest (`root` is the CSV file). Every problem (missing file, unknown
+    label, wrong number of fields, repeated path) names its line; see the module docstring."""
+    check_on_bad_file(on_bad_file)
+    csv_path = Path(root).expanduser()
+    if not str(root) or not csv_path.is_file():
+        what = "a directory, not a CSV file" if csv_path.is_dir() else "not a file"
+        raise SerjaxError(f"manifest {str(root)!r} is {what} (set --config.data.root to your CSV "
+                          "manifest, with the header path,label[,speaker][,session])")
+    rows = _read_rows(csv_path)
+    if not rows:
+        raise SerjaxError(f"manifest {csv_path} (config field data.root) is empty: "
+                          f"{HEADER_HELP}, and one row per utterance must follow")
+    (header_line, header), rows = rows[0], rows[1:]
+    names = _columns(csv_path, header_line, header)
+    if not rows:
+        raise SerjaxError(f"manifest {csv_path} (config field data.root) has a header but no rows")
+    has_speaker, has_session = "speaker" in names, "session" in names
+
+    base = csv_path.parent
+    utterances: list[Utterance] = []
+    problems: list[Skipped] = []
+    first_line: dict[str, int] = {}
+    for line, row in rows:
+        where = f"{csv_path}:{line}"
+        if len(row) != len(names):
+            problems.append(Skipped(where, f"{len(row)} field(s), the header has {len(names)}"))
+            continue
+        cells = dict(zip(names, (cell.strip() for cell in row)))
+        reasons = []
+        for column in names:
+            if not cells[column]:
+                reasons.append(f"empty {column}")
+        raw = cells["label"]
+        if raw and raw not in label_map:
+            reasons.append(f"label {raw!r} is not in data.label_map {sorted(label_map)} (a manifest's "
+                           "labels are its author's, so an unknown one is taken for a mistake, not "
+                           "left out: fix the row, or choose the labels with configs/manifest.py:<labels>)")
+        written = cells["path"]
+        utt_id = path = None
+        if written:
+            utt_id = Path(os.path.normpath(written)).with_suffix("").as_posix()
+            path = Path(written).expanduser()
+            path = path if path.is_absolute() else base / path
+            if utt_id in first_line:
+                reasons.append(f"path {written} is listed twice (first on line {first_line[utt_id]})")
+            elif not path.is_file():
+                reasons.append(f"file {path} does not exist")
+            else:
+                bad_audio = audio_file_problem(path)
+                if bad_audio:
+                    reasons.append(f"file {path} {bad_audio}")
+            first_line.setdefault(utt_id, line)
+        if reasons:
+            problems.append(Skipped(where, "; ".join(reasons)))
+            continue
+        speaker = cells["speaker"] if has_speaker else ""
+        session = cells["session"] if has_session else speaker
+        utterances.append(Utterance(utt_id=utt_id, path=str(path), label=label_map[raw],
+                                    speaker=speaker, session=session, raw_label=raw))
+
+    notes = []
+    if not has_speaker:
+        notes.append(f"manifest {csv_path.name} has no speaker column: every utterance has speaker \"\", "
+                     "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
+                     + ("" if has_session else ", leave_one_session_out")
+                     + ") cannot be used; set --config.protocol.name=stratified_kfold.")
+    return finish_listing("manifest", "manifest", csv_path, utterances, problems,
+                          collections.Counter(), on_bad_file, label_map, notes)
