@@ -7,7 +7,8 @@
 
 Modes: train (default: the fold loop; resumes an unfinished workdir), inspect (corpus.json),
 features (fill the feature cache), describe (layer table, model.json), eval (restore the
-checkpoints, re-evaluate, eval.json), report (rebuild tables and figures from saved results).
+checkpoints, re-evaluate, eval.json), report (rebuild tables and figures from saved results),
+predict (a trained workdir + audio files -> emotion probabilities, predictions.json).
 A config with a `sweep` section (configs/fig*.py, table5.py) runs its whole grid.
 """
 
@@ -19,11 +20,17 @@ from pathlib import Path
 from absl import app, flags, logging
 
 HERE = Path(__file__).resolve().parent
-MODES = ("train", "inspect", "features", "describe", "eval", "report")
+MODES = ("train", "inspect", "features", "describe", "eval", "report", "predict")
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "", "Where the run's files go (default: results/<config name>[-<arg>]).")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
+_WAV = flags.DEFINE_multi_string(
+    "wav", [], "predict: an audio file (repeatable; files after the flags count too).")
+_PREDICT_FOLD = flags.DEFINE_string("predict_fold", "", "predict: one fold's model (default: all).")
+_PREDICT_SEED = flags.DEFINE_integer("predict_seed", -1, "predict: one seed index (default: all).")
+_PREDICT_HOP = flags.DEFINE_float(
+    "predict_hop_s", 0.0, "predict: hop between the windows of long audio (default: half a window).")
 
 
 def define_config_flag():
@@ -52,8 +59,9 @@ def default_workdir() -> Path:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    extra = argv[1:]
+    if extra and _MODE.value != "predict":
+        raise app.UsageError(f"unexpected arguments: {extra}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from serjax import cli  # heavy imports after flag parsing, so --help stays quick
@@ -61,12 +69,29 @@ def main(argv):
 
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
     try:
-        cli.run(_MODE.value, flags.FLAGS.config, workdir)
+        options = {"wavs": list(_WAV.value) + list(extra), "fold": _PREDICT_FOLD.value or None,
+                   "seed_index": None if _PREDICT_SEED.value < 0 else _PREDICT_SEED.value,
+                   "hop_s": _PREDICT_HOP.value}
+        cli.run(_MODE.value, flags.FLAGS.config, workdir, options)
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
+def parse_flags(argv):
+    """absl's parser, with its errors as one line (a config file's own error, e.g. a bad
+    `:ARG`, would otherwise come wrapped in a traceback)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        text = str(err)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = lines[0].removesuffix(": Error whilst parsing config file:") if lines else text
+        reason = lines[-1].split(": ", 1)[-1] if len(lines) > 1 and "Traceback" in text else ""
+        print(f"serjax: error: {first}{': ' + reason if reason else ''}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     define_config_flag()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

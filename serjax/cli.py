@@ -113,7 +113,18 @@ def report(config, workdir: Path) -> None:
         print(f"wrote {path}")
 
 
-MODES = {"report": report, "train": train, "inspect": inspect, "features": extract_features,
+def predict(config, workdir: Path, options: dict) -> None:
+    from serjax.predict import predict_files
+
+    results = predict_files(config, workdir, options["wavs"], fold=options["fold"],
+                            seed_index=options["seed_index"], hop_s=options["hop_s"])
+    for path, r in results.items():
+        probs = ", ".join(f"{c} {100 * p:.1f}%" for c, p in r["probabilities"].items())
+        print(f"{path}: {r['top']}  ({probs}; {r['windows']} window{'s' * (r['windows'] > 1)})")
+    print(f"wrote {write_json(workdir / 'predictions.json', results)}")
+
+
+MODES = {"predict": predict, "report": report, "train": train, "inspect": inspect, "features": extract_features,
          "describe": describe, "eval": evaluate}
 
 
@@ -134,11 +145,13 @@ def workdir_config(workdir: Path, current):
     return config
 
 
-def run(mode: str, config, workdir: Path) -> None:
+def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
     workdir = Path(workdir)
-    if mode == "eval" and not (workdir / "config.json").exists():
+    if mode in ("eval", "predict") and not (workdir / "config.json").exists():
         raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
-    if mode in ("eval", "report") and (workdir / "config.json").exists():
+    if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
         config = workdir_config(workdir, config)   # a run is read back with its own config
     workdir.mkdir(parents=True, exist_ok=True)
+    if mode == "predict":
+        return predict(config, workdir, options or {})
     MODES[mode](config, workdir)

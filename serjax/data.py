@@ -32,9 +32,13 @@ def stratified_kfold(labels: np.ndarray, num_folds: int, seed: int) -> np.ndarra
     return folds
 
 
-def group_folds(groups: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def group_folds(groups: Sequence[str], kind: str = "speaker") -> tuple[np.ndarray, list[str]]:
     """One fold per group (session or speaker), in sorted group order."""
     names = sorted(set(groups))
+    if len(names) < 2 or "" in names:
+        raise SerjaxError(f"config field protocol.name: a leave-one-{kind}-out protocol needs every "
+                          f"utterance's {kind} and two or more {kind}s, but the corpus gives "
+                          f"{len(names)} ({', '.join(repr(n) for n in names[:3])}); use stratified_kfold")
     index = {g: i for i, g in enumerate(names)}
     return np.array([index[g] for g in groups], np.int64), names
 
@@ -43,6 +47,9 @@ def speaker_kfold(speakers: Sequence[str], num_folds: int, seed: int) -> np.ndar
     """Speaker-independent k-fold for corpora with many speakers (CREMA-D has 91): speakers
     shuffled and dealt to the folds, largest first, each to the fold with fewest utterances."""
     names = sorted(set(speakers))
+    if "" in names or len(names) < 2:
+        raise SerjaxError("config field protocol.name: speaker_kfold needs every utterance's speaker "
+                          f"and two or more speakers, but the corpus gives {len(names)}; use stratified_kfold")
     if not 2 <= num_folds <= len(names):
         raise SerjaxError(f"config field protocol.num_folds: need 2..{len(names)} folds for "
                           f"{len(names)} speakers, got {num_folds}")
@@ -67,9 +74,9 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
         folds = stratified_kfold(labels, protocol_cfg.num_folds, seed)
         return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]
     if name == "leave_one_session_out":
-        return group_folds([u.session for u in utterances])
+        return group_folds([u.session for u in utterances], "session")
     if name == "leave_one_speaker_out":
-        return group_folds([u.speaker for u in utterances])
+        return group_folds([u.speaker for u in utterances], "speaker")
     if name == "speaker_kfold":
         folds = speaker_kfold([u.speaker for u in utterances], protocol_cfg.num_folds, seed)
         return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]

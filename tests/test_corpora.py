@@ -73,8 +73,8 @@ def test_emodb_all_labels(emodb):
     assert by_id["10a05Fa"].path == str(emodb / "wav" / "10a05Fa.wav")
     assert collections.Counter(u.speaker for u in listing.utterances) == {"03": 4, "08": 3, "10": 3}
     assert listing.name == "emodb" and listing.skipped == [] and listing.excluded == {}
-    assert listing.notes == ["EmoDB: 10 utterances read, the full release has 535 (found/expected "
-                             "per label: ang 2/127, bor 1/81, dis 1/46, fea 1/69, hap 2/71, sad 1/62, "
+    assert listing.notes == ["EmoDB: 10 utterances found (before data.label_map), the full release "
+                             "has 535 (found/expected per label: ang 2/127, bor 1/81, dis 1/46, fea 1/69, hap 2/71, sad 1/62, "
                              "neu 2/79)."]
 
 
@@ -157,7 +157,7 @@ def test_ravdess_nested_zip_layout_all_labels(ravdess):
     assert (ang.label, ang.raw_label, ang.speaker, ang.session) == ("ang", "ang", "Actor_13", "Actor_13")
     assert ang.path == str(ravdess / "Audio_Speech_Actors_01-24" / "Actor_13" / "03-01-05-01-01-02-13.wav")
     assert listing.skipped == [] and listing.name == "ravdess"
-    assert listing.notes[0].startswith("RAVDESS speech: 9 utterances read, the full release has 1440")
+    assert listing.notes[0].startswith("RAVDESS speech: 9 utterances found (before data.label_map), the full release has 1440")
 
 
 def test_ravdess_four_classes(ravdess):
@@ -230,7 +230,7 @@ def test_cremad_all_labels(cremad):
     assert by_id["1002_IOM_SAD_LO"].session == "1002"
     assert by_id["1001_DFA_ANG_XX"].path == str(cremad / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     assert listing.notes[0] == "1040_ITH_SAD_X.wav: intensity 'X' read as unspecified (XX)."
-    assert listing.notes[1].startswith("CREMA-D: 8 utterances read, the full release has 7442")
+    assert listing.notes[1].startswith("CREMA-D: 8 utterances found (before data.label_map), the full release has 7442")
     assert listing.skipped == [] and listing.excluded == {}
 
 
@@ -429,7 +429,7 @@ def test_configs_dispatch_and_speaker_independent_folds(tmp_path, name, arg, bui
     assert listing.name == name
     assert labels_of(listing) == counts
     assert listing.excluded == excluded
-    assert set(labels_of(listing)) == set(config.data.classes)
+    assert set(labels_of(listing)) <= set(config.data.classes)
     labels = np.array([list(config.data.classes).index(u.label) for u in listing.utterances])
     fold, fold_names = data_lib.assign_folds(listing.utterances, labels, config.protocol,
                                              config.protocol.fold_seed)
@@ -484,3 +484,22 @@ def test_load_corpus_errors(tmp_path):
     config.data.root = str(tmp_path)
     with pytest.raises(SerjaxError, match="config field data.on_bad_file: 'ignore'"):
         load_corpus(config.data, tmp_path)
+
+
+def test_release_counts_note():
+    from serjax.corpora import compare_with_release, cremad, emodb, ravdess
+
+    assert sum(emodb.RELEASE_COUNTS.values()) == 535
+    assert sum(ravdess.RELEASE_COUNTS.values()) == 1440
+    assert sum(cremad.RELEASE_COUNTS.values()) == 7442
+    assert compare_with_release("EmoDB", collections.Counter(emodb.RELEASE_COUNTS), emodb.RELEASE_COUNTS) == (
+        "EmoDB: counts match the full release (535 utterances).")
+
+
+def test_ravdess_same_file_in_two_copies(tmp_path):
+    root = tmp_path / "ravdess"
+    write_tree(root / "Audio_Speech_Actors_01-24" / "Actor_01", ["03-01-05-01-01-01-01"])
+    write_tree(root / "copy" / "Actor_01", ["03-01-05-01-01-01-01", "03-01-04-01-01-01-01"])
+    with pytest.raises(SerjaxError, match=r"copy/Actor_01/03-01-05-01-01-01-01.wav: utterance "
+                                          r"03-01-05-01-01-01-01 is there twice \(also .*Audio_Speech"):
+        load_ravdess(root, FOUR)

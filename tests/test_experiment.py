@@ -16,38 +16,7 @@ from serjax.corpora.records import Utterance
 from serjax.data import assign_folds, stratified_kfold, validation_split
 from serjax.errors import SerjaxError
 
-EPOCHS = 3
-
-
-def tiny_config(cache_dir, **train):
-    config = base_config()
-    config.cache_dir = str(cache_dir)
-    config.data.synthetic.num_utterances = 80
-    config.data.synthetic.distractor_fraction = 0.1
-    config.data.synthetic.scripted_fraction = 0.1
-    config.features.n_mels = 32            # 32 × 41 survives the five 2×2 poolings
-    config.features.duration_s = 0.4
-    config.protocol.num_folds = 2
-    config.model.width_scale = 1
-    config.model.base_widths = (4, 4, 8, 8, 8, 8)
-    config.train.epochs = EPOCHS
-    config.train.batch_size = 16
-    config.train.checkpoint_every = 1
-    config.train.update(train)
-    return config
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def finished_run(cache, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    config = tiny_config(cache, validation_fraction=0.2)
-    summary = experiment.run(config, workdir, progress=False)
-    return config, workdir, summary
+from conftest import EPOCHS, tiny_config
 
 
 def test_run_writes_everything(finished_run):
@@ -95,7 +64,7 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
     resumed = tmp_path / "resumed"
     shutil.copytree(workdir, resumed)
     for name in ("summary.json", "report.md", "folds/fold1.json", "eval.json"):
-        (resumed / name).unlink()
+        (resumed / name).unlink(missing_ok=True)
     for epoch_dir in (resumed / "checkpoints" / "fold1").iterdir():
         if epoch_dir.name.isdigit() and int(epoch_dir.name) > 1:
             shutil.rmtree(epoch_dir)
@@ -183,6 +152,16 @@ def test_speaker_kfold_keeps_speakers_whole_and_folds_balanced():
     cfg.num_folds = 11
     with pytest.raises(SerjaxError, match="protocol.num_folds"):
         assign_folds(utts, labels, cfg, seed=0)
+
+
+def test_protocols_refuse_a_corpus_without_speakers():
+    utts = [Utterance(f"u{i}", "p", "abcd"[i % 4], "", "") for i in range(20)]
+    labels = np.arange(20) % 4
+    cfg = base_config().protocol
+    for name in ("leave_one_session_out", "leave_one_speaker_out", "speaker_kfold"):
+        cfg.name = name
+        with pytest.raises(SerjaxError, match="use stratified_kfold"):
+            assign_folds(utts, labels, cfg, seed=0)
 
 
 def test_validation_split_is_inside_the_training_fold():

@@ -74,14 +74,14 @@ def audio_file_problem(path: Path) -> str | None:
     """
     try:
         size = path.stat().st_size
+        if size < 1024:
+            with open(path, "rb") as f:
+                if f.read(len(_LFS_POINTER)) == _LFS_POINTER:
+                    return "is a git-lfs pointer, not audio (fetch the audio with `git lfs pull`)"
     except OSError as err:
         return f"cannot read {path}: {err.strerror}"
     if size <= _WAV_HEADER_BYTES:
         return f"holds no audio ({size} bytes)"
-    if size < 1024:
-        with open(path, "rb") as f:
-            if f.read(len(_LFS_POINTER)) == _LFS_POINTER:
-                return "is a git-lfs pointer, not audio (fetch the audio with `git lfs pull`)"
     return None
 
 
@@ -107,8 +107,8 @@ def compare_with_release(title: str, found: collections.Counter, expected: Mappi
     if dict(found) == dict(expected):
         return f"{title}: counts match the full release ({total} utterances)."
     got = ", ".join(f"{k} {found.get(k, 0)}/{v}" for k, v in expected.items())
-    return (f"{title}: {sum(found.values())} utterances read, the full release has {total} "
-            f"(found/expected per label: {got}).")
+    return (f"{title}: {sum(found.values())} utterances found (before data.label_map), the full "
+            f"release has {total} (found/expected per label: {got}).")
 
 
 def _reader(corpus: str):
@@ -150,8 +150,10 @@ def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
     else:
         root = data_cfg.root
     if corpus in ("synthetic", "iemocap"):
+        # the real release's counts say nothing about a generated corpus
         listing = load_iemocap(root, selection=data_cfg.selection, label_map=label_map,
-                               sessions=data_cfg.sessions, on_bad_file=data_cfg.on_bad_file)
+                               sessions=data_cfg.sessions, on_bad_file=data_cfg.on_bad_file,
+                               check_counts=corpus == "iemocap")
     else:
         listing = _reader(corpus)(root, label_map, on_bad_file=data_cfg.on_bad_file)
     listing.name = corpus

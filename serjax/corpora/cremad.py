@@ -25,7 +25,8 @@ SPEAKER_IDS = range(1001, 1092)
 # Clips per emotion in the release (7442 in all, 91 speakers).
 RELEASE_COUNTS = {"ang": 1271, "dis": 1271, "fea": 1271, "hap": 1271, "neu": 1087, "sad": 1271}
 
-_NAME = re.compile(r"^(?P<speaker>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<intensity>[A-Z]{1,2})$")
+_NAME = re.compile(r"^(?P<speaker>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_"
+                   r"(?P<intensity>[A-Z]{1,2})$")
 
 
 def parse_name(stem: str) -> tuple[str, str, bool]:
@@ -69,7 +70,8 @@ def load_cremad(root: str | os.PathLike, label_map: Mapping[str, str],
     seen: dict[str, str] = {}
     for path in files:
         if path.stem in seen:
-            problems.append(Skipped(str(path), f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
+            problems.append(Skipped(str(path),
+                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
             continue
         seen[path.stem] = path.name
         try:

@@ -60,7 +60,8 @@ def load_emodb(root: str | os.PathLike, label_map: Mapping[str, str],
     seen: dict[str, str] = {}
     for path in files:
         if path.stem in seen:
-            problems.append(Skipped(str(path), f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
+            problems.append(Skipped(str(path),
+                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
             continue
         seen[path.stem] = path.name
         try:

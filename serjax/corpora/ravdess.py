@@ -92,7 +92,8 @@ def load_ravdess(root: str | os.PathLike, label_map: Mapping[str, str],
     seen: dict[str, Path] = {}
     for folder, path in files:
         if path.stem in seen:
-            problems.append(Skipped(str(path), f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
+            problems.append(Skipped(str(path),
+                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
             continue
         seen[path.stem] = path
         try:

@@ -1,0 +1,109 @@
+"""A trained workdir + audio files → emotion probabilities.
+
+Restores the run's final checkpoints (every fold and seed as an ensemble, or one chosen),
+applies the training preprocessing (16 kHz mono, 6-s windows, the test version's log-Mel,
+float16 as in the feature cache, the fold's training normalisation) and averages the
+softmax over windows, seeds and folds. Audio longer than one window is scored in windows
+every `hop_s` seconds (default: half a window) and averaged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from serjax import features
+from serjax.audio import fix_length, read_audio
+from serjax.checkpoints import FoldCheckpoints
+from serjax.errors import SerjaxError
+from serjax.model import build_model
+from serjax.train import seed_keys, trainer_for
+
+
+def windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """[n, length] windows: one centre-padded window for short audio; otherwise windows every
+    `hop` samples from the start, plus one ending at the last sample if that is not covered."""
+    if len(signal) <= length:
+        return fix_length(signal, length)[None]
+    starts = list(range(0, len(signal) - length + 1, hop))
+    if starts[-1] + length < len(signal):
+        starts.append(len(signal) - length)
+    return np.stack([signal[s:s + length] for s in starts])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _fold_members(workdir: Path, config, fold: str | None, seed_index: int | None):
+    folds = json.loads((workdir / "folds.json").read_text())["names"] if (workdir / "folds.json").exists() \
+        else None
+    if folds is None:
+        raise SerjaxError(f"{workdir} holds no folds.json: is it a finished serjax run?")
+    if fold:
+        if fold not in folds:
+            raise SerjaxError(f"--predict_fold {fold!r}: the run's folds are {folds}")
+        folds = [fold]
+    num_seeds = int(config.num_seeds)
+    if seed_index is not None and not 0 <= seed_index < num_seeds:
+        raise SerjaxError(f"--predict_seed {seed_index}: the run has seeds 0..{num_seeds - 1}")
+    return folds, num_seeds
+
+
+def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None = None,
+                  seed_index: int | None = None, hop_s: float = 0.0) -> dict:
+    """{path: {"probabilities": {class: p}, "top": class, "windows": n, "duration_s": d}}."""
+    workdir = Path(workdir)
+    if not paths:
+        raise SerjaxError("no audio file given: pass --wav FILE (repeatable) or files after the flags")
+    settings = features.FeatureSettings.from_config(config.features)
+    classes = list(config.data.classes)
+    version = int(config.experiment.test_version)
+    length = int(round(settings.duration_s * settings.sample_rate))
+    # Read every file first: a bad one stops here, naming it, before any model work.
+    signals = {p: read_audio(p, settings.sample_rate) for p in paths}
+    hop = int(round(hop_s * settings.sample_rate)) if hop_s > 0 else length // 2
+    per_file = {p: windows(s, length, hop) for p, s in signals.items()}
+    stacked = np.concatenate(list(per_file.values()))
+    table = jnp.asarray(features.extract(stacked, version, settings, progress=False,
+                                         out_dtype=np.dtype(config.data.cache_dtype)))
+    rows = np.arange(len(stacked))
+
+    folds, num_seeds = _fold_members(workdir, config, fold, seed_index)
+    trainer = trainer_for(build_model(config.model, len(classes)), config.train, 1)
+    seeds = [config.seed + s for s in range(num_seeds)]
+    fold_names = json.loads((workdir / "folds.json").read_text())["names"]
+    probabilities = []
+    for name in folds:
+        result_path = workdir / "folds" / f"{name}.json"
+        if not result_path.exists():
+            raise SerjaxError(f"fold {name} is not finished in {workdir} (no {result_path.name})")
+        norm = json.loads(result_path.read_text())["normalisation"]
+        checkpoints = FoldCheckpoints(workdir / "checkpoints" / name)
+        epoch = checkpoints.latest_epoch()
+        if epoch != config.train.epochs:
+            raise SerjaxError(f"fold {name} has no final checkpoint in {checkpoints.directory}")
+        template = trainer.init(seed_keys(seeds, fold_names.index(name)), table.shape[1:])
+        extras = {"best_score": np.zeros(num_seeds, np.float32), "best_epoch": np.zeros(num_seeds, np.int32)}
+        if config.train.validation_fraction > 0:
+            extras["best_state"] = {"params": template.params, "batch_stats": template.batch_stats}
+        states, _ = checkpoints.restore(epoch, template, extras)
+        checkpoints.close()
+        logits = trainer.predict(states, table, rows, jnp.asarray(norm["mean"], jnp.float32),
+                                 jnp.asarray(norm["std"], jnp.float32), config.train.eval_batch_size)
+        probs = _softmax(logits)                                    # [S, windows, classes]
+        probabilities.append(probs if seed_index is None else probs[seed_index:seed_index + 1])
+    mean = np.concatenate(probabilities).mean(axis=0)              # over folds × seeds
+    out, start = {}, 0
+    for path, win in per_file.items():
+        p = mean[start:start + len(win)].mean(axis=0)
+        start += len(win)
+        out[path] = {"probabilities": {c: float(v) for c, v in zip(classes, p)},
+                     "top": classes[int(np.argmax(p))], "windows": int(len(win)),
+                     "duration_s": round(len(signals[path]) / settings.sample_rate, 3)}
+    return out

@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from serjax.audio import fix_length, read_audio
+from serjax.corpora import load_corpus
+from serjax.errors import SerjaxError
+from serjax.predict import predict_files, windows
+
+
+def test_windows():
+    signal = np.arange(14.0)
+    starts = [w[0] for w in windows(signal, 6, 3)]
+    assert starts == [0, 3, 6, 8]                 # the last window ends at the last sample
+    assert [w[0] for w in windows(np.arange(12.0), 6, 3)] == [0, 3, 6]
+    short = windows(np.ones(4), 6, 3)
+    assert short.shape == (1, 6) and short[0].tolist() == [0, 1, 1, 1, 1, 0]
+
+
+@pytest.fixture(scope="module")
+def paths(finished_run):
+    config, workdir, _ = finished_run
+    listing = load_corpus(config.data, config.cache_dir, progress=False)
+    return {u.utt_id: u.path for u in listing.utterances}
+
+
+def test_predict_matches_eval_predictions(finished_run, paths, tmp_path):
+    config, workdir, _ = finished_run
+    fold0 = json.loads((workdir / "folds" / "fold0.json").read_text())
+    length = int(config.features.duration_s * config.features.sample_rate)
+    files, expected = [], []
+    for i in range(3):
+        utt = fold0["test_utterances"][i]
+        # the exact clip the pipeline scored: centre pad/crop to the configured length
+        clip = fix_length(read_audio(paths[utt]), length)
+        path = tmp_path / f"{utt}.wav"
+        sf.write(path, clip, 16000, subtype="FLOAT")
+        files.append(str(path))
+        expected.append(fold0["probabilities"][0][i])
+    got = predict_files(config, workdir, files, fold="fold0", seed_index=0)
+    for path, want in zip(files, expected):
+        probs = list(got[path]["probabilities"].values())
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(probs, want, atol=2e-4)
+        assert got[path]["top"] == list(config.data.classes)[int(np.argmax(want))]
+        assert got[path]["windows"] == 1
+
+
+def test_long_audio_is_the_mean_of_its_windows(finished_run, paths, tmp_path):
+    config, workdir, _ = finished_run
+    signal = read_audio(next(p for p in paths.values() if sf.info(p).duration > 2.0))[:16000]
+    long_path = tmp_path / "long.wav"
+    sf.write(long_path, signal, 16000, subtype="FLOAT")     # 1 s = windows of 0.4 s, hop 0.2 s
+    pieces = windows(signal, 6400, 3200)
+    assert len(pieces) == 4
+    piece_paths = []
+    for i, piece in enumerate(pieces):
+        piece_paths.append(str(tmp_path / f"piece{i}.wav"))
+        sf.write(piece_paths[-1], piece, 16000, subtype="FLOAT")
+    whole = predict_files(config, workdir, [str(long_path)])[str(long_path)]
+    parts = predict_files(config, workdir, piece_paths)
+    assert whole["windows"] == 4 and whole["duration_s"] == 1.0
+    mean = np.mean([list(parts[p]["probabilities"].values()) for p in piece_paths], axis=0)
+    np.testing.assert_allclose(list(whole["probabilities"].values()), mean, atol=1e-5)
+    assert sum(whole["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bad_file_and_bad_choices_are_named(finished_run, tmp_path):
+    config, workdir, _ = finished_run
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(SerjaxError, match="broken.wav"):
+        predict_files(config, workdir, [str(bad)])
+    good = tmp_path / "ok.wav"
+    sf.write(good, np.zeros(8000, np.float32), 16000)
+    with pytest.raises(SerjaxError, match="predict_fold"):
+        predict_files(config, workdir, [str(good)], fold="fold9")
+    with pytest.raises(SerjaxError, match="predict_seed"):
+        predict_files(config, workdir, [str(good)], seed_index=3)
