@@ -95,20 +95,39 @@ def small_variant(config) -> ml_collections.ConfigDict:
     return config
 
 
+def config_arg(arg: str, allowed=("small", "loso")) -> set[str]:
+    """`configs/NAME.py:a,b` → {"a", "b"}; an unknown word is an error naming it."""
+    words = {w for w in arg.split(",") if w}
+    unknown = sorted(words - set(allowed))
+    if unknown:
+        raise ValueError(f"config argument {arg!r}: unknown {unknown}; use a comma-separated "
+                         f"subset of {list(allowed)} (or nothing)")
+    return words
+
+
+def leave_one_session_out(config) -> ml_collections.ConfigDict:
+    """The speaker-independent protocol: train on four IEMOCAP sessions, test on the fifth
+    (each session's two speakers appear nowhere else)."""
+    config.protocol.name = "leave_one_session_out"
+    return config
+
+
 def sweep_config(name: str, arg: str) -> ml_collections.ConfigDict:
-    """A sweep config: `arg` "" runs the paper's grid on IEMOCAP (set data.root);
-    "small" runs the small variant on the synthetic corpus (grid narrowed by SMALL_GRIDS)."""
+    """A sweep config. `arg` "" runs the paper's grid on IEMOCAP (set data.root); "small"
+    runs the small variant on the synthetic corpus (grid narrowed by SMALL_GRIDS); "loso"
+    uses leave-one-session-out instead of random folds; "small,loso" both."""
     from serjax.sweeps import SMALL_GRIDS
 
-    if arg not in ("", "small"):
-        raise ValueError(f"config argument {arg!r}: use '' (IEMOCAP, the paper's grid) or 'small'")
+    words = config_arg(arg)
     config = base_config()
     config.data.corpus = "iemocap"
     config.sweep = ml_collections.ConfigDict()
     config.sweep.name = name
-    config.sweep.variant = arg or "paper"
+    config.sweep.variant = "+".join(sorted(words)) or "paper"
     config.sweep.grid = ml_collections.ConfigDict()
-    if arg == "small":
+    if "small" in words:
         small_variant(config)
         config.sweep.grid = ml_collections.ConfigDict(SMALL_GRIDS.get(name, {}))
+    if "loso" in words:
+        leave_one_session_out(config)
     return config

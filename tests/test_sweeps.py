@@ -55,6 +55,10 @@ def test_run_config_applies_and_locks():
         run_config(config, {"model.widht_scale": 2})
     with pytest.raises(ValueError, match="config argument"):
         sweep_config("fig6", "tiny")
+    loso = sweep_config("table5", "small,loso")
+    assert loso.protocol.name == "leave_one_session_out" and loso.data.corpus == "synthetic"
+    assert sweep_config("table5", "loso").data.corpus == "iemocap"
+    assert sweep_config("table5", "").protocol.name == "stratified_kfold"
 
 
 def fake_summary(ua, wa, corpus="synthetic", eca=False):
