@@ -14,6 +14,7 @@ A config with a `sweep` section (configs/fig*.py, table5.py) runs its whole grid
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def default_workdir() -> Path:
     return HERE / "results" / (Path(path).stem + (f"-{arg}" if arg else ""))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv):
     extra = argv[1:]
     if extra and _MODE.value != "predict":
@@ -68,6 +73,8 @@ def main(argv):
     from serjax.errors import SerjaxError
 
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
+    # SIGTERM (a scheduler's stop) is handled like Ctrl-C (during training: save, then exit).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         options = {"wavs": list(_WAV.value) + list(extra), "fold": _PREDICT_FOLD.value or None,
                    "seed_index": None if _PREDICT_SEED.value < 0 else _PREDICT_SEED.value,
@@ -76,6 +83,10 @@ def main(argv):
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as err:
+        detail = f" ({err})" if str(err) else ""
+        print(f"\nserjax: stopped{detail}; run the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 def parse_flags(argv):

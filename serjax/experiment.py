@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,43 @@ from serjax.model import build_model
 from serjax.train import Trainer, epoch_batches, learning_rate_schedule, seed_keys, trainer_for
 
 METRICS = ("ua", "wa", "acc", "f1")
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM during training set a flag that the epoch loop checks between steps,
+    so the interruption never lands inside a library call (an Orbax save, say). A second
+    Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _StopNow(Exception):
+    """Raised by the epoch loop itself at a safe point when a stop was requested."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM, after saving the last finished epoch."""
+
+    def __init__(self, fold: str, epoch: int):
+        super().__init__(f"interrupted in {fold}; its checkpoint holds epoch {epoch}")
+        self.fold, self.epoch = fold, epoch
 
 
 @dataclasses.dataclass
@@ -140,8 +179,14 @@ def _rewrite_metrics(path: Path, fold: str, upto_epoch: int) -> None:
     """Drop a fold's records past its checkpoint, so a resumed fold logs each epoch once."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line and not (json.loads(line)["fold"] == fold and json.loads(line)["epoch"] > upto_epoch)]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue        # a line torn by a kill mid-write
+        if not (record["fold"] == fold and record["epoch"] > upto_epoch):
+            kept.append(line)
     write_text(path, "".join(line + "\n" for line in kept))
 
 
@@ -178,49 +223,76 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
     metrics_path = workdir / "metrics.jsonl"
     _rewrite_metrics(metrics_path, fold.name, start_epoch)
 
+    def save(epoch_done, states_done, best_done, best_states_done):
+        extras = {"best_score": best_done["score"], "best_epoch": best_done["epoch"]}
+        if best_states_done is not None:
+            extras["best_state"] = _tree_of(best_states_done)
+        checkpoints.save(epoch_done, states_done, extras)
+
+    saved_epoch = start_epoch
     bar = tqdm(range(start_epoch, tcfg.epochs), initial=start_epoch, total=tcfg.epochs,
                desc=f"{fold.name} ({S} seed{'s' * (S > 1)})", unit="epoch", disable=not progress)
-    for epoch in bar:
-        lr = jnp.float32(schedule(epoch))
-        step_stats = []
-        for rows in epoch_batches(train_rows, tcfg.batch_size, prep.seeds, k, epoch):
-            states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
-                                                    jnp.asarray(prep.labels), weights, mean, std, lr)
-            step_stats.append(stats)
-        stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
-        records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
-                    "train_loss": float(stats[:, s, 0].mean()),
-                    "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size))}
-                   for s, seed in enumerate(prep.seeds)]
-        last_epoch = epoch + 1 == tcfg.epochs
-        if len(val_rows):
-            val_scores = _score_seeds(prep.trainer.predict(states, prep.table, val_rows, mean, std,
-                                                           tcfg.eval_batch_size),
-                                      prep.labels[fold.validation], num_classes)
-            improved = np.array([v["ua"] > b for v, b in zip(val_scores, best["score"])])
-            if improved.any():
-                best_states = _select(improved, states, best_states)
-                best["score"] = np.where(improved, [v["ua"] for v in val_scores], best["score"])
-                best["epoch"] = np.where(improved, epoch + 1, best["epoch"])
-            for record, v in zip(records, val_scores):
-                record.update({f"val_{m}": v[m] for m in METRICS})
-        if tcfg.eval_every and ((epoch + 1) % tcfg.eval_every == 0 or last_epoch):
-            test_scores = _score_seeds(prep.trainer.predict(states, prep.table, test_rows, mean, std,
-                                                            tcfg.eval_batch_size),
-                                       prep.labels[fold.test], num_classes)
-            for record, t in zip(records, test_scores):
-                record.update({f"test_{m}": t[m] for m in METRICS})
-        with open(metrics_path, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        postfix = {"loss": f"{np.mean([r['train_loss'] for r in records]):.3f}"}
-        if "test_ua" in records[0]:
-            postfix["test UA"] = f"{np.mean([r['test_ua'] for r in records]):.3f}"
-        bar.set_postfix(postfix)
-        if (epoch + 1) % tcfg.checkpoint_every == 0 or last_epoch:
-            extras = {"best_score": best["score"], "best_epoch": best["epoch"]}
-            if best_states is not None:
-                extras["best_state"] = _tree_of(best_states)
-            checkpoints.save(epoch + 1, states, extras)
+    stop = StopRequest()
+    snapshot = (start_epoch, states, dict(best), best_states)
+    try:
+        stop.__enter__()
+        for epoch in bar:
+            # What `epoch` finished epochs left, kept whole while this epoch runs (the steps
+            # donate their input): an interruption saves it, so Ctrl-C loses at most this epoch.
+            snapshot = (epoch, states, dict(best), best_states)
+            states = jax.tree_util.tree_map(jnp.copy, states)
+            lr = jnp.float32(schedule(epoch))
+            step_stats = []
+            for rows in epoch_batches(train_rows, tcfg.batch_size, prep.seeds, k, epoch):
+                if stop.requested:
+                    raise _StopNow
+                states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
+                                                        jnp.asarray(prep.labels), weights, mean, std, lr)
+                step_stats.append(stats)
+            stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
+            records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
+                        "train_loss": float(stats[:, s, 0].mean()),
+                        "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size))}
+                       for s, seed in enumerate(prep.seeds)]
+            last_epoch = epoch + 1 == tcfg.epochs
+            if len(val_rows):
+                val_scores = _score_seeds(prep.trainer.predict(states, prep.table, val_rows, mean, std,
+                                                               tcfg.eval_batch_size),
+                                          prep.labels[fold.validation], num_classes)
+                improved = np.array([v["ua"] > b for v, b in zip(val_scores, best["score"])])
+                if improved.any():
+                    best_states = _select(improved, states, best_states)
+                    best["score"] = np.where(improved, [v["ua"] for v in val_scores], best["score"])
+                    best["epoch"] = np.where(improved, epoch + 1, best["epoch"])
+                for record, v in zip(records, val_scores):
+                    record.update({f"val_{m}": v[m] for m in METRICS})
+            if tcfg.eval_every and ((epoch + 1) % tcfg.eval_every == 0 or last_epoch):
+                test_scores = _score_seeds(prep.trainer.predict(states, prep.table, test_rows, mean, std,
+                                                                tcfg.eval_batch_size),
+                                           prep.labels[fold.test], num_classes)
+                for record, t in zip(records, test_scores):
+                    record.update({f"test_{m}": t[m] for m in METRICS})
+            with open(metrics_path, "a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+            postfix = {"loss": f"{np.mean([r['train_loss'] for r in records]):.3f}"}
+            if "test_ua" in records[0]:
+                postfix["test UA"] = f"{np.mean([r['test_ua'] for r in records]):.3f}"
+            bar.set_postfix(postfix)
+            if (epoch + 1) % tcfg.checkpoint_every == 0 or last_epoch or stop.requested:
+                save(epoch + 1, states, best, best_states)
+                saved_epoch = epoch + 1
+            if stop.requested and not last_epoch:
+                raise _StopNow
+    except _StopNow:
+        done, done_states, done_best, done_best_states = snapshot
+        if done > saved_epoch:
+            save(done, done_states, done_best, done_best_states)
+            saved_epoch = done
+        checkpoints.close()
+        bar.close()
+        raise Interrupted(fold.name, saved_epoch) from None
+    finally:
+        stop.__exit__()
     checkpoints.close()
 
     result = evaluate_fold(prep, k, states, fold, mean, std)
@@ -370,4 +442,19 @@ def _environment() -> dict:
     import orbax.checkpoint
     return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
             "orbax": orbax.checkpoint.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()]}
+            "devices": [str(d) for d in jax.devices()], "git_commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    """The commit of the serjax checkout that ran (with '+dirty' for local changes)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")

@@ -170,3 +170,57 @@ def test_validation_split_is_inside_the_training_fold():
     fit, val = validation_split(train, labels, 0.25, seed=0)
     assert len(val) == 20 and not set(fit) & set(val) and set(fit) | set(val) == set(train)
     assert np.bincount(labels[val]).tolist() == [10, 10]
+
+
+def _start_tiny_run(cache, workdir, tmp_path):
+    """The finished_run fixture's config, trained in a child process we can interrupt."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run_tiny.py"
+    tests = Path(__file__).resolve().parent
+    script.write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]   # this checkout's serjax\n"
+        "from conftest import tiny_config\n"
+        "from serjax import experiment\n"
+        f"experiment.run(tiny_config({str(cache)!r}, validation_fraction=0.2), {str(workdir)!r}, progress=False)\n")
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for(path, process, timeout=240):
+    import time
+    start = time.time()
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.time() - start < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, how):
+    """Kill a run mid-fold (SIGKILL: no chance to save; SIGINT: Ctrl-C saves the last
+    finished epoch), start it again, and reach the uninterrupted run's exact metrics."""
+    import signal
+    _, _, uninterrupted = finished_run
+    workdir = tmp_path / "killed"
+    process = _start_tiny_run(cache, workdir, tmp_path)
+    _wait_for(workdir / "checkpoints" / "fold0" / "1", process)   # fold1 still to come: a wide window
+    process.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    if how == "SIGINT":
+        assert "interrupted in fold0" in err
+    assert not (workdir / "summary.json").exists()
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write('{"fold": "fold1", "ep')                 # a line torn mid-write
+    again = experiment.run(tiny_config(cache, validation_fraction=0.2), workdir, progress=False)
+    for m in ("ua", "wa", "acc", "f1"):
+        assert again[m]["mean"] == uninterrupted[m]["mean"]
+    assert again["confusion"] == uninterrupted["confusion"]
+    assert again["best_val"]["ua"] == uninterrupted["best_val"]["ua"]
+    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["fold"], r["epoch"]) for r in records) == [
+        (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)]
