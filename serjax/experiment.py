@@ -319,10 +319,12 @@ def evaluate_fold(prep: Prepared, k: int, states, fold=None, mean=None, std=None
     if prep.config.model.eca_layers:
         weights = prep.trainer.channel_weights(states, prep.table, prep.rows(test_version, fold.test),
                                                mean, std, prep.config.train.eval_batch_size)
-        # per block: [classes, channels], averaged over the test utterances of each class and
-        # over seeds (paper Fig. 14)
-        eca = {name: [np.round(w[:, labels == c].mean(axis=(0, 1)), 6).tolist() if np.any(labels == c)
-                      else None for c in range(len(prep.config.data.classes))]
+        # per block and seed: [classes, channels], averaged over each class's test utterances
+        # (paper Fig. 14). Never averaged across seeds or folds: channel i of one model has
+        # nothing to do with channel i of another.
+        eca = {name: [[np.round(w[s, labels == c].mean(axis=0), 6).tolist() if np.any(labels == c)
+                       else None for c in range(len(prep.config.data.classes))]
+                      for s in range(w.shape[0])]
                for name, w in weights.items()}
     return {"fold": fold.name, "seeds": prep.seeds, "eca_weights": eca,
             "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
@@ -368,12 +370,9 @@ def summarize_results(fold_results: list[dict], config, key: str = "per_seed") -
                            for s, seed in enumerate(seeds)]
     summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
     if key == "per_seed" and fold_results[0].get("eca_weights"):
-        # per block, [classes, channels] averaged over folds (a class absent from a fold is skipped)
-        summary["eca_weights"] = {
-            name: [np.mean([r["eca_weights"][name][c] for r in fold_results
-                            if r["eca_weights"][name][c] is not None], axis=0).round(6).tolist()
-                   for c in range(len(config.data.classes))]
-            for name in fold_results[0]["eca_weights"]}
+        # one model's weights, as the paper plots them: the first fold's first seed
+        summary["eca_weights"] = {name: per_seed[0] for name, per_seed in fold_results[0]["eca_weights"].items()}
+        summary["eca_weights_model"] = {"fold": fold_results[0]["fold"], "seed": fold_results[0]["seeds"][0]}
     return summary
 
 

@@ -96,7 +96,10 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
         figure_lines.append("![training curves](figures/curves.png)")
     if summary.get("eca_weights"):
         figures.eca_weights(summary["eca_weights"], classes, workdir / "figures" / "eca_weights.png")
-        figure_lines.append("![ECA channel weights per emotion, test set](figures/eca_weights.png)")
+        model = summary.get("eca_weights_model", {})
+        figure_lines.append(f"ECA channel weights per emotion, averaged over the test utterances of each "
+                            f"class (one model: {model.get('fold', '?')}, seed {model.get('seed', '?')}):\n\n"
+                            "![ECA channel weights per emotion](figures/eca_weights.png)")
     lines = [f"# Run report: {workdir.name}", "",
              f"- Data: {data_note(summary)}, {summary['num_utterances']} utterances, "
              f"classes {', '.join(classes)}",
@@ -195,6 +198,8 @@ def write_sweep_report(config, workdir: Path) -> Path:
         figures.sweep_curves(rows, x_label, workdir / "figures" / "scores.png",
                              f"{name} ({config.sweep.variant}): mean ± std over folds × seeds")
         lines += ["", "![scores](figures/scores.png)"]
+    total_s = sum(r["summary"].get("wall_time_s", 0) for r in rows)
+    lines += ["", f"Compute: {total_s / 60:.1f} min of training wall time over the finished runs."]
     lines += ["", "Each run's report (confusion matrix, training curves, ECA channel weights) is "
               "linked from the first column. Tables as CSV: [results.csv](results.csv)."]
     write_text(workdir / "results.csv", _csv(rows))

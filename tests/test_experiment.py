@@ -44,6 +44,12 @@ def test_run_writes_everything(finished_run):
     fold0 = json.loads((workdir / "folds/fold0.json").read_text())
     assert 1 <= fold0["best_val"]["epoch"][0] <= EPOCHS
     np.testing.assert_allclose(np.sum(fold0["probabilities"], axis=-1), 1.0, atol=1e-4)
+    # ECA channel weights (Fig. 14): per block, seed and class, one sigmoid weight per channel
+    assert sorted(fold0["eca_weights"]) == ["eca5", "eca6"]
+    eca6 = np.array(fold0["eca_weights"]["eca6"], float)        # [seeds, classes, channels]
+    assert eca6.shape == (1, 4, 8) and np.all((eca6 > 0) & (eca6 < 1))
+    assert summary["eca_weights"]["eca6"] == fold0["eca_weights"]["eca6"][0]
+    assert summary["eca_weights_model"] == {"fold": "fold0", "seed": 0}
     assert "synthetic data" in (workdir / "report.md").read_text()
 
 
