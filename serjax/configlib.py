@@ -80,18 +80,18 @@ def small_variant(config) -> ml_collections.ConfigDict:
     """The same pipeline shrunk to seconds per run on 2 CPU cores, on the synthetic corpus.
 
     For sweeps: every grid point keeps its meaning (versions, widths, ECA placement), but
-    the data (400 utterances, 2-s clips), folds (3) and epochs (6) are small. Its numbers
+    the data (300 utterances, 1.5-s clips), folds (3) and epochs (5) are small. Its numbers
     show that the machinery works; they are not a reproduction of the paper's.
     """
     config.data.corpus = "synthetic"
     config.data.root = ""
-    config.data.synthetic.num_utterances = 400
-    config.features.duration_s = 2.0
+    config.data.synthetic.num_utterances = 300
+    config.features.duration_s = 1.5
     config.protocol.num_folds = 3
     config.model.width_scale = 1
-    config.train.epochs = 6
+    config.train.epochs = 5
     config.train.lr_decay_per_epoch = 0.85
-    config.train.checkpoint_every = 6
+    config.train.checkpoint_every = 5
     return config
 
 
