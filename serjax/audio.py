@@ -27,6 +27,53 @@ def fix_length(signal: np.ndarray, num_samples: int) -> np.ndarray:
     return signal[start:start + num_samples]
 
 
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+
+
+def _wav_truncation(path: str) -> str | None:
+    """A RIFF/WAVE file whose data chunk claims more bytes than the file holds was cut short
+    (libsndfile would quietly read what is there)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        size = f.seek(0, os.SEEK_END)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        if chunk == b"data":
+            have = size - (pos + 8)
+            if length != 0xFFFFFFFF and length > have:   # 0xFFFFFFFF: length unknown (streamed)
+                return f"truncated: its header declares {length} bytes of audio, the file holds {have}"
+            return None
+        pos += 8 + length + (length & 1)
+    return None
+
+
+def audio_problem(path: str | os.PathLike) -> str | None:
+    """Why a file cannot be used as audio, or None: unreadable, no samples, or (for float
+    formats, the only ones that can hold them) NaN or infinite samples. Reads only the
+    header of integer-PCM files."""
+    try:
+        info = sf.info(os.fspath(path))
+    except Exception as err:  # soundfile raises several types for bad files
+        return f"cannot read audio file: {err}"
+    if info.frames == 0:
+        return "holds no samples"
+    if info.format == "WAV":
+        truncated = _wav_truncation(os.fspath(path))
+        if truncated:
+            return truncated
+    if info.subtype in _FLOAT_SUBTYPES:
+        try:
+            data, _ = sf.read(os.fspath(path), dtype="float64", always_2d=True)
+        except Exception as err:
+            return f"cannot read audio file: {err}"
+        if not np.all(np.isfinite(data)):
+            return "holds NaN or infinite samples"
+    return None
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as float32 mono at `sample_rate` (downmixed and resampled)."""
     path = os.fspath(path)

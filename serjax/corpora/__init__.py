@@ -157,6 +157,27 @@ def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
     else:
         listing = _reader(corpus)(root, label_map, on_bad_file=data_cfg.on_bad_file)
     listing.name = corpus
+    return check_audio(listing, data_cfg.on_bad_file)
+
+
+def check_audio(listing: CorpusListing, on_bad_file: str) -> CorpusListing:
+    """Look at every audio file before any work is done: with `error`, stop listing every
+    bad file at once; with `skip`, leave them out and list them in `listing.skipped`."""
+    from serjax.audio import audio_problem
+
+    bad = [(u, audio_problem(u.path)) for u in listing.utterances]
+    bad = [(u, why) for u, why in bad if why]
+    if not bad:
+        return listing
+    if on_bad_file == "error":
+        listed = "\n".join(f"  {u.path}: {why}" for u, why in bad)
+        raise SerjaxError(f"{len(bad)} audio file(s) of corpus {listing.name} cannot be used "
+                          f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}")
+    dropped = {u.utt_id for u, _ in bad}
+    listing.utterances = [u for u in listing.utterances if u.utt_id not in dropped]
+    listing.skipped.extend(Skipped(u.path, why) for u, why in bad)
+    if not listing.utterances:
+        raise SerjaxError(f"no usable audio file is left in corpus {listing.name}")
     return listing
 
 

@@ -116,6 +116,14 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
                     utt_id=utt_id, path=str(wav), label=label_map[raw],
                     speaker=speaker_of(utt_id), session=f"Ses{n:02d}", raw_label=raw))
 
+    for n in sessions:
+        # wavs no label line mentions are not used; they are counted, not silently dropped
+        wav_root = root / f"Session{n}" / "sentences" / "wav"
+        if wav_root.is_dir():
+            unlabelled = sum(1 for wav in wav_root.glob("*/*.wav")
+                             if not wav.name.startswith(".") and wav.stem not in seen)
+            if unlabelled:
+                excluded["wav without a label line"] += unlabelled
     if problems and on_bad_file == "error":
         listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
         raise SerjaxError(f"IEMOCAP tree {root} has {len(problems)} problem(s) "
