@@ -82,6 +82,18 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
     assert len(records) == 2 * EPOCHS   # the replayed epochs are logged once
 
 
+def test_same_config_and_seed_give_identical_metrics(finished_run, cache, tmp_path):
+    config, workdir, summary = finished_run
+    again = experiment.run(tiny_config(cache, validation_fraction=0.2), tmp_path / "again", progress=False)
+    for key in ("ua", "wa", "acc", "f1", "per_fold", "per_seed", "confusion", "best_val"):
+        assert again[key] == summary[key], key
+    first = json.loads((workdir / "folds" / "fold1.json").read_text())["probabilities"]
+    second = json.loads((tmp_path / "again" / "folds" / "fold1.json").read_text())["probabilities"]
+    assert first == second
+    recorded = json.loads((tmp_path / "again" / "config.json").read_text())["versions"]
+    assert {"jax", "flax", "optax", "orbax", "backend", "devices", "git_commit"} <= set(recorded)
+
+
 def test_a_different_config_never_overwrites_a_run(finished_run):
     config, workdir, _ = finished_run
     other = tiny_config(config.cache_dir, validation_fraction=0.2)
