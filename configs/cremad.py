@@ -20,26 +20,9 @@ Expected result: none yet. No CREMA-D number in this repository has been produce
 ours (last epoch, speaker-independent) is to be produced by running this config.
 """
 
-import ml_collections
-
-from serjax.configlib import base_config
+from serjax.configlib import corpus_config
 from serjax.corpora.cremad import EMOTIONS
-
-FOUR_CLASSES = ("ang", "sad", "hap", "neu")
-LABEL_SETS = {
-    "all": {label: label for label in EMOTIONS.values()},
-    "4class": {label: label for label in FOUR_CLASSES},
-}
 
 
 def get_config(arg: str = ""):
-    name = arg or "all"
-    if name not in LABEL_SETS:
-        raise ValueError(f"configs/cremad.py takes '', 'all' or '4class', not {arg!r}")
-    config = base_config()
-    config.data.corpus = "cremad"
-    config.data.classes = tuple(LABEL_SETS[name])
-    config.data.label_map = ml_collections.ConfigDict(LABEL_SETS[name])
-    config.protocol.name = "speaker_kfold"
-    config.protocol.num_folds = 5
-    return config
+    return corpus_config("cremad", tuple(EMOTIONS.values()), arg, "speaker_kfold", 5)

@@ -20,26 +20,9 @@ any EmoDB figure in the paper's journal version is the paper's, and ours (last e
 speaker-independent) is to be produced by running this config.
 """
 
-import ml_collections
-
-from serjax.configlib import base_config
+from serjax.configlib import corpus_config
 from serjax.corpora.emodb import EMOTIONS, SPEAKERS
-
-FOUR_CLASSES = ("ang", "sad", "hap", "neu")
-LABEL_SETS = {
-    "all": {label: label for label in EMOTIONS.values()},
-    "4class": {label: label for label in FOUR_CLASSES},
-}
 
 
 def get_config(arg: str = ""):
-    name = arg or "all"
-    if name not in LABEL_SETS:
-        raise ValueError(f"configs/emodb.py takes '', 'all' or '4class', not {arg!r}")
-    config = base_config()
-    config.data.corpus = "emodb"
-    config.data.classes = tuple(LABEL_SETS[name])
-    config.data.label_map = ml_collections.ConfigDict(LABEL_SETS[name])
-    config.protocol.name = "leave_one_speaker_out"
-    config.protocol.num_folds = len(SPEAKERS)  # one fold per speaker (documents the protocol)
-    return config
+    return corpus_config("emodb", tuple(EMOTIONS.values()), arg, "leave_one_speaker_out", len(SPEAKERS))

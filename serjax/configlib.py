@@ -131,3 +131,22 @@ def sweep_config(name: str, arg: str) -> ml_collections.ConfigDict:
     if "loso" in words:
         leave_one_session_out(config)
     return config
+
+
+FOUR_CLASSES = ("ang", "sad", "hap", "neu")
+
+
+def corpus_config(corpus: str, classes: tuple, arg: str, protocol: str, num_folds: int):
+    """The default model on another corpus. `arg` "" or "all": the corpus's own `classes`
+    (identity label map); "4class": ang sad hap neu as in IEMOCAP, the rest left out."""
+    label_sets = {"all": tuple(classes), "4class": FOUR_CLASSES}
+    name = arg or "all"
+    if name not in label_sets:
+        raise ValueError(f"configs/{corpus}.py takes '', 'all' or '4class', not {arg!r}")
+    config = base_config()
+    config.data.corpus = corpus
+    config.data.classes = label_sets[name]
+    config.data.label_map = ml_collections.ConfigDict({c: c for c in label_sets[name]})
+    config.protocol.name = protocol
+    config.protocol.num_folds = num_folds
+    return config
