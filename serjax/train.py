@@ -20,7 +20,7 @@ from flax.training import train_state
 from serjax.errors import SerjaxError
 from serjax.losses import focal_loss
 
-SEED_STRATEGIES = ("auto", "vmap", "map")
+SEED_STRATEGIES = ("auto", "vmap", "unroll", "map")
 
 
 class TrainState(train_state.TrainState):
@@ -34,13 +34,17 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
 
 
 def resolve_seed_strategy(strategy: str) -> str:
-    """`auto` is vmap for now. Measured on the CPU (2 cores, n = 1, 64 × 201 input): one seed
-    vmapped runs like the plain model (362 samples/s) while lax.map over one seed runs at 41;
-    vmapping two seeds gives 144 in total. Choosing per backend is the performance issue's job."""
+    """`auto`: vmap on accelerators, unroll on the CPU.
+
+    Measured on 2 CPU cores (results/bench/train.md, n = 1, 64 × 601): vmapping S seeds
+    makes XLA's CPU convolutions grouped ones, 3-4× slower per model in total than S runs one
+    after the other; lax.map runs its loop body ~10× slower; unrolling the S single-seed steps
+    in one jitted function matches running them in sequence (×0.98-1.06).
+    """
     if strategy not in SEED_STRATEGIES:
         raise SerjaxError(f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}")
     if strategy == "auto":
-        return "vmap"
+        return "unroll" if jax.default_backend() == "cpu" else "vmap"
     return strategy
 
 
@@ -49,12 +53,23 @@ def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: 
     if strategy == "vmap":
         return jax.vmap(fn, in_axes=tuple(None if i in shared else 0 for i in range(num_args)))
 
+    def per_seed_args(args, pick):
+        return [args[i] if i in shared else pick(args[i]) for i in range(num_args)]
+
+    if strategy == "unroll":
+        def unrolled(*args):
+            seeds = jax.tree_util.tree_leaves(args[next(i for i in range(num_args) if i not in shared)])[0].shape[0]
+            outs = [fn(*per_seed_args(args, lambda tree, s=s: jax.tree_util.tree_map(lambda x: x[s], tree)))
+                    for s in range(seeds)]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+        return unrolled
+
     def mapped(*args):
         per_seed = [a for i, a in enumerate(args) if i not in shared]
 
         def one(xs):
             it = iter(xs)
-            return fn(*[args[i] if i in shared else next(it) for i in range(num_args)])
+            return fn(*per_seed_args(args, lambda _: next(it)))
         return jax.lax.map(one, per_seed)
     return mapped
 
