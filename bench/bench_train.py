@@ -1,0 +1,645 @@
+"""Benchmark serjax's training step against a PyTorch reference, and its seed strategies.
+
+    python bench/bench_train.py [--widths 1 2 4] [--seeds 1 2 4 8] [--out results/bench]
+
+Part 1, for each width scale n: train and eval samples/s of serjax's real jitted steps
+(`serjax.train.trainer_for(build_model(base_config().model), ...)`, data on the device as in
+`serjax.experiment`: a float16 [U, 64, 601] table and per-step row indices, batches from
+`serjax.train.epoch_batches`) against `bench/torch_reference.py` (the same model, loss and
+optimizer in PyTorch, channels_last) with 2 threads and with 1 thread. The contenders take
+turns, round after round, so load from other jobs on a shared machine hits them alike; each
+measurement runs whole steps for at least --min-time seconds after a warm-up. Rates are
+medians over rounds; ratios are medians of the per-round (paired) ratios. JAX's compile time
+comes from jax.monitoring (trace + lowering + XLA compile of the first call). Peak RSS is
+measured in a fresh child process per framework and n (import, build, warm-up, timed steps).
+
+Part 2, seed scaling at n = 1: total train samples/s with S seeds for every strategy in
+`serjax.train.SEED_STRATEGIES` except `auto` (vmap, unroll, map: S stacked seeds in one jitted
+step), and `sequence`: S single-seed runs (serjax's `auto` step with one seed) one after the
+other, each measurement advancing run 1 by k steps, then run 2, ...
+
+Writes train.json and train.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+INPUT_SHAPE = (64, 601)
+NUM_CLASSES = 4
+TORCH_THREADS = 2
+
+
+# --------------------------------------------------------------------------- environment
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": usable, "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def versions_info() -> dict:
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    out = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+           "optax": optax.__version__, "numpy": np.__version__, "jax_backend": jax.default_backend()}
+    try:
+        import torch
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = None
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far: VmHWM (the high-water mark of this
+    program's memory; ru_maxrss would carry the parent's peak over fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class CompileClock:
+    """Sums jax.monitoring's trace, lowering and XLA-compile durations while armed."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+              "/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self):
+        import jax.monitoring
+
+        self.total = 0.0
+        self.armed = False
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if self.armed and event in self.EVENTS:
+            self.total += duration
+
+    def measure(self, fn):
+        """(fn's result, compile seconds during fn, wall seconds of fn)."""
+        self.total, self.armed = 0.0, True
+        t0 = time.perf_counter()
+        try:
+            out = fn()
+        finally:
+            self.armed = False
+        return out, round(self.total, 2), round(time.perf_counter() - t0, 2)
+
+
+# --------------------------------------------------------------------------- data
+
+class Data:
+    """A synthetic corpus in serjax's device layout: float16 table, labels, fold statistics.
+    use_jax=False (the PyTorch RSS child) keeps JAX out of the process."""
+
+    def __init__(self, num_utterances: int, seed: int = 0, use_jax: bool = True):
+        rng = np.random.default_rng(seed)
+        U = num_utterances
+        self.use_jax = use_jax
+        # log-Mel-like values (dB around -30 with a per-band tilt); normalised in the step
+        tilt = np.linspace(-10, -50, INPUT_SHAPE[0], dtype=np.float32)[:, None]
+        self.table_np = (tilt + 12 * rng.standard_normal((U, *INPUT_SHAPE), np.float32)).astype(np.float16)
+        self.labels_np = rng.choice(NUM_CLASSES, U, p=[0.1, 0.2, 0.32, 0.38]).astype(np.int32)
+        self.train_rows = np.arange(U)
+        # serjax.losses.class_weights (inverse frequency, mean weight 1), in NumPy
+        counts = np.bincount(self.labels_np, minlength=NUM_CLASSES)
+        self.weights_np = (U / (NUM_CLASSES * counts)).astype(np.float32)
+        self.mean_np = self.table_np.astype(np.float32).mean(axis=(0, 2))
+        self.std_np = self.table_np.astype(np.float32).std(axis=(0, 2))
+        if use_jax:
+            import jax.numpy as jnp
+
+            self.table = jnp.asarray(self.table_np)
+            self.labels = jnp.asarray(self.labels_np)
+            self.weights, self.mean, self.std = (jnp.asarray(a) for a in (self.weights_np, self.mean_np, self.std_np))
+        self._torch = None
+
+    def torch(self):
+        if self._torch is None:
+            import torch
+
+            self._torch = {"table": torch.from_numpy(self.table_np), "labels": torch.from_numpy(self.labels_np).long(),
+                           "weights": torch.from_numpy(self.weights_np), "mean": torch.from_numpy(self.mean_np),
+                           "std": torch.from_numpy(self.std_np)}
+        return self._torch
+
+
+def batch_stream(data: Data, batch_size: int, seeds, fold: int = 0):
+    """Endless [S, batch] row indices from serjax.train.epoch_batches, epoch after epoch
+    (without JAX: a plain NumPy shuffle per seed and epoch, the same shapes)."""
+    if data.use_jax:
+        from serjax.train import epoch_batches
+    else:
+        def epoch_batches(rows, batch, seeds_, fold_, epoch_):
+            steps = len(rows) // batch
+            return np.stack([np.random.default_rng([s, fold_, epoch_]).permutation(rows)[:steps * batch]
+                             .reshape(steps, batch) for s in seeds_], axis=1)
+    epoch = 0
+    while True:
+        yield from epoch_batches(data.train_rows, batch_size, list(seeds), fold, epoch)
+        epoch += 1
+
+
+# --------------------------------------------------------------------------- contenders
+
+class Contender:
+    """Something that trains (and maybe evaluates) whole steps; `samples` per train step."""
+
+    name = "?"
+    samples = 0
+    first_train_s = first_eval_s = None
+    compile_train_s = compile_eval_s = None
+
+    def first_step_s(self, mode: str) -> float:
+        """Wall time of the first call's step without its compilation (0 if unknown)."""
+        first = getattr(self, f"first_{mode}_s") or 0.0
+        return max(0.0, first - (getattr(self, f"compile_{mode}_s") or 0.0))
+
+    def train(self, steps: int) -> None: ...
+    def eval(self, steps: int) -> None: ...
+
+
+def serjax_trainer(width_scale: int, strategy: str, num_utterances: int):
+    from serjax.configlib import base_config
+    from serjax.model import build_model
+    from serjax.train import trainer_for
+
+    cfg = base_config()
+    cfg.model.width_scale = width_scale
+    cfg.train.seed_strategy = strategy
+    return trainer_for(build_model(cfg.model, NUM_CLASSES), cfg.train, num_utterances)
+
+
+class JaxSeeds(Contender):
+    """serjax's train/eval step over S stacked seeds (one call per step)."""
+
+    def __init__(self, name, trainer, data: Data, num_seeds: int, batch_size: int, clock: CompileClock):
+        import jax
+        import jax.numpy as jnp
+
+        from serjax.train import seed_keys
+
+        self.name, self.trainer, self.data, self.S, self.B = name, trainer, data, num_seeds, batch_size
+        self.samples = num_seeds * batch_size
+        self.lr = jnp.float32(1e-3)
+        self.states = trainer.init(seed_keys(range(num_seeds), 0), INPUT_SHAPE)
+        self.batches = batch_stream(data, batch_size, range(num_seeds))
+        self.eval_rows = batch_stream(data, batch_size, [12345])
+        self._jax, self._jnp = jax, jnp
+        _, self.compile_train_s, self.first_train_s = clock.measure(lambda: self.train(1))
+        self.compile_eval_s = self.first_eval_s = None
+        self._clock = clock
+
+    def train(self, steps):
+        d, jnp = self.data, self._jnp
+        for _ in range(steps):
+            rows = jnp.asarray(next(self.batches))
+            self.states, stats = self.trainer.train_step(self.states, rows, d.table, d.labels, d.weights,
+                                                         d.mean, d.std, self.lr)
+        stats.block_until_ready()
+
+    def eval(self, steps):
+        if self.compile_eval_s is None:
+            _, self.compile_eval_s, self.first_eval_s = self._clock.measure(lambda: self._eval(1))
+        self._eval(steps)
+
+    def _eval(self, steps):
+        d, jnp = self.data, self._jnp
+        for _ in range(steps):
+            out = self.trainer.eval_step(self.states, jnp.asarray(next(self.eval_rows)[0]), d.table, d.mean, d.std)
+        out.block_until_ready()
+
+
+class JaxSequence(Contender):
+    """S single-seed runs (serjax's S = 1 step), one after the other."""
+
+    def __init__(self, trainer, data: Data, num_seeds: int, batch_size: int, clock: CompileClock):
+        self.name = "sequence"
+        self.samples = num_seeds * batch_size
+        self.runs = [JaxSeeds(f"seed{s}", trainer, data, 1, batch_size, clock) for s in range(num_seeds)]
+        # each run has its own seed's batches, as S separate experiments would
+        for s, run in enumerate(self.runs):
+            run.batches = batch_stream(data, batch_size, [s])
+        # the S = 1 executable is usually compiled (and counted) already by the framework table
+        self.compile_train_s = self.runs[0].compile_train_s or None
+        self.first_train_s = sum(run.first_step_s("train") for run in self.runs)
+
+    def train(self, steps):
+        for run in self.runs:
+            run.train(steps)
+
+
+class Torch(Contender):
+    def __init__(self, name, width_scale: int, data: Data, batch_size: int, threads: int, model=None):
+        import torch
+
+        import torch_reference as ref
+
+        self.name, self.threads, self.data, self.B, self.samples = name, threads, data, batch_size, batch_size
+        self._torch, self._ref = torch, ref
+        self.model, self.opt = model or ref.build(width_scale)
+        self.batches = batch_stream(data, batch_size, [0])
+        self.eval_rows = batch_stream(data, batch_size, [12345])
+        t0 = time.perf_counter()
+        self.train(1)
+        self.first_train_s = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        self.eval(1)
+        self.first_eval_s = round(time.perf_counter() - t0, 2)
+
+    def train(self, steps):
+        self._torch.set_num_threads(self.threads)
+        d = self.data.torch()
+        for _ in range(steps):
+            rows = self._torch.from_numpy(next(self.batches)[0])
+            self._ref.train_step(self.model, self.opt, rows, d["table"], d["labels"], d["weights"], d["mean"], d["std"])
+
+    def eval(self, steps):
+        self._torch.set_num_threads(self.threads)
+        d = self.data.torch()
+        for _ in range(steps):
+            self._ref.eval_step(self.model, self._torch.from_numpy(next(self.eval_rows)[0]), d["table"], d["mean"], d["std"])
+
+
+# --------------------------------------------------------------------------- timing
+
+def warm_up(fn, first_step_s: float, min_steps: int = 2, max_s: float = 3.0) -> float:
+    """Warm-up after the first call (which ran one step in first_step_s, compilation aside):
+    more single steps until min_steps in all or max_s seconds; returns seconds per step.
+    A step slower than max_s has warmed up with the first call alone."""
+    steps, spent, last = 1, first_step_s, first_step_s
+    while steps < min_steps and spent < max_s:
+        t1 = time.perf_counter()
+        fn(1)
+        last = time.perf_counter() - t1
+        spent += last
+        steps += 1
+    return max(last, 1e-3)
+
+
+def measure(fn, samples_per_step: int, step_s: float, min_time: float) -> dict:
+    """Run whole steps for at least min_time seconds; samples/s, steps, seconds, load."""
+    steps_done, elapsed = 0, 0.0
+    t0 = time.perf_counter()
+    while elapsed < min_time:
+        # chunks of ~1 s (whole steps) keep dispatch pipelined without overshooting much
+        chunk = max(1, min(int(1.0 / max(step_s, 1e-6)), math.ceil((min_time - elapsed) / max(step_s, 1e-6))))
+        fn(chunk)
+        steps_done += chunk
+        elapsed = time.perf_counter() - t0
+        step_s = elapsed / steps_done
+    return {"samples_per_s": round(steps_done * samples_per_step / elapsed, 2), "steps": steps_done,
+            "seconds": round(elapsed, 2), "load_1min": (loadavg() or [None])[0]}
+
+
+def alternate(contenders: dict, mode: str, rounds: int, min_time: float, step_s: dict, log) -> dict:
+    """{name: [measurement per round]}, contenders taking turns within every round."""
+    out = {name: [] for name in contenders}
+    for r in range(rounds):
+        for name, c in contenders.items():
+            m = measure(getattr(c, mode), c.samples, step_s[name], min_time)
+            out[name].append(m)
+            log(f"    round {r + 1} {mode:5s} {name:18s} {m['samples_per_s']:8.1f} samples/s "
+                f"({m['steps']} steps, {m['seconds']} s, load {m['load_1min']})")
+    return out
+
+
+def median_rate(ms) -> float:
+    return round(statistics.median(m["samples_per_s"] for m in ms), 2)
+
+
+def ratio_range(a, b) -> list[float]:
+    """Lowest and highest per-round ratio a / b."""
+    r = [x["samples_per_s"] / y["samples_per_s"] for x, y in zip(a, b)]
+    return [round(min(r), 3), round(max(r), 3)]
+
+
+def paired_ratio(a, b) -> float:
+    """Median over rounds of a's rate / b's rate in the same round."""
+    return round(statistics.median(x["samples_per_s"] / y["samples_per_s"] for x, y in zip(a, b)), 3)
+
+
+# --------------------------------------------------------------------------- peak RSS (child)
+
+def rss_child(framework: str, width_scale: int, num_utterances: int, batch_size: int) -> dict:
+    """In a fresh process: build, warm up and time a few train and eval steps; peak RSS."""
+    if framework == "jax":
+        import jax.numpy as jnp
+
+        import serjax.train  # noqa: F401
+        jnp.zeros(1).block_until_ready()
+    else:
+        import torch  # noqa: F401
+    base = peak_rss_mb()
+    data = Data(num_utterances, use_jax=framework == "jax")
+    if framework == "jax":
+        c = JaxSeeds("jax", serjax_trainer(width_scale, "auto", num_utterances), data, 1, batch_size, CompileClock())
+    else:
+        import torch
+        torch.set_num_threads(TORCH_THREADS)
+        c = Torch("torch", width_scale, data, batch_size, TORCH_THREADS)
+    c.train(1)
+    c.eval(1)
+    return {"peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": base, "jax_imported": "jax" in sys.modules}
+
+
+def run_rss_children(widths, args, log) -> dict:
+    out = {}
+    for n in widths:
+        for fw in ("jax", "torch"):
+            cmd = [sys.executable, __file__, "--rss-child", fw, str(n), "--utterances", str(args.utterances),
+                   "--batch-size", str(args.batch_size)]
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+                out[f"{fw}/{n}"] = json.loads(res.stdout.strip().splitlines()[-1])
+            except (subprocess.SubprocessError, ValueError, IndexError) as e:
+                out[f"{fw}/{n}"] = {"error": str(e)[-300:]}
+            log(f"  peak RSS {fw} n={n}: {out[f'{fw}/{n}']}")
+    return out
+
+
+# --------------------------------------------------------------------------- parts
+
+def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
+    import torch_reference as ref
+    from serjax.model import count_params
+
+    rows = []
+    for n in widths:
+        log(f"n = {n}: building and compiling")
+        trainer = serjax_trainer(n, "auto", args.utterances)
+        jx = JaxSeeds("jax", trainer, data, 1, args.batch_size, clock)
+        params_jax = count_params(jax_params_of(jx.states))
+        contenders = {"jax": jx, "torch": Torch("torch", n, data, args.batch_size, TORCH_THREADS),
+                      "torch_1thread": Torch("torch_1thread", n, data, args.batch_size, 1)}
+        params_torch = ref.param_count(contenders["torch"].model)
+        jx.eval(1)
+        step_s = {}
+        for mode in ("train", "eval"):
+            for name, c in contenders.items():
+                step_s[(mode, name)] = warm_up(getattr(c, mode), c.first_step_s(mode))
+        res = {}
+        for mode in ("train", "eval"):
+            res[mode] = alternate(contenders, mode, args.rounds, args.min_time,
+                                  {k: step_s[(mode, k)] for k in contenders}, log)
+        row = {"n": n, "widths": [n * b for b in ref.BASE_WIDTHS], "params_jax": params_jax,
+               "params_torch": params_torch, "params_equal": params_jax == params_torch}
+        for name, c in contenders.items():
+            row[name] = {"train_samples_per_s": median_rate(res["train"][name]),
+                         "eval_samples_per_s": median_rate(res["eval"][name]),
+                         "first_train_call_s": c.first_train_s, "first_eval_call_s": c.first_eval_s,
+                         "train_rounds": res["train"][name], "eval_rounds": res["eval"][name]}
+        row["jax"]["compile_train_s"] = jx.compile_train_s
+        row["jax"]["compile_eval_s"] = jx.compile_eval_s
+        for mode in ("train", "eval"):
+            row[f"ratio_{mode}_jax_over_torch"] = paired_ratio(res[mode]["jax"], res[mode]["torch"])
+            row[f"ratio_{mode}_jax_over_torch_1thread"] = paired_ratio(res[mode]["jax"], res[mode]["torch_1thread"])
+            row[f"ratio_{mode}_torch_1thread_over_torch"] = paired_ratio(res[mode]["torch_1thread"], res[mode]["torch"])
+            row[f"ratio_{mode}_jax_over_torch_range"] = ratio_range(res[mode]["jax"], res[mode]["torch"])
+        log(f"  n = {n}: train jax {row['jax']['train_samples_per_s']} / torch {row['torch']['train_samples_per_s']}"
+            f" / torch 1 thread {row['torch_1thread']['train_samples_per_s']} samples/s; "
+            f"ratio jax/torch {row['ratio_train_jax_over_torch']}")
+        rows.append(row)
+        del contenders, jx
+    return rows
+
+
+def jax_params_of(states):
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: a[0], states.params)
+
+
+def seed_scaling(seed_counts, data: Data, args, clock, log) -> dict:
+    from serjax.train import SEED_STRATEGIES, resolve_seed_strategy
+
+    n = args.seed_width
+    strategies = [s for s in SEED_STRATEGIES if s != "auto"]
+    single = serjax_trainer(n, "auto", args.utterances)       # what num_seeds = 1 runs
+    rows = []
+    for S in seed_counts:
+        log(f"seeds S = {S}: building and compiling")
+        contenders = {s: JaxSeeds(s, serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
+                      for s in strategies}
+        contenders["sequence"] = JaxSequence(single, data, S, args.batch_size, clock)
+        step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
+        res = alternate(contenders, "train", args.seed_rounds, args.min_time, step_s, log)
+        for name, c in contenders.items():
+            rows.append({"S": S, "strategy": name,
+                         "train_samples_per_s": median_rate(res[name]),
+                         "ratio_over_sequence": paired_ratio(res[name], res["sequence"]),
+                         "compile_train_s": c.compile_train_s, "rounds": res[name]})
+        del contenders
+    return {"n": n, "strategies": strategies + ["sequence"],
+            "auto_resolves_to": resolve_seed_strategy("auto"), "rows": rows,
+            "fastest_by_S": fastest_by_seeds(rows), "fastest_tolerance": FASTEST_TOLERANCE}
+
+
+FASTEST_TOLERANCE = 0.05
+
+
+def fastest_by_seeds(rows) -> dict:
+    """Per S, the strategies within FASTEST_TOLERANCE of the top rate, fastest first (at S = 1
+    vmap, unroll and sequence run the same computation, so they tie within noise)."""
+    out = {}
+    for S in sorted({r["S"] for r in rows}):
+        here = sorted((r for r in rows if r["S"] == S), key=lambda r: -r["train_samples_per_s"])
+        top = here[0]["train_samples_per_s"]
+        out[str(S)] = [r["strategy"] for r in here if r["train_samples_per_s"] >= (1 - FASTEST_TOLERANCE) * top]
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+def markdown(res: dict) -> str:
+    s = res["settings"]
+    m = res["machine"]
+    v = res["versions"]
+    lines = [
+        "# Training-throughput benchmark: serjax (JAX) vs a PyTorch reference; seed strategies", "",
+        f"Command: `{res['command']}`", "",
+        f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
+        f"- Versions: jax {v['jax']}, jaxlib {v['jaxlib']} ({v['jax_backend']}), flax {v['flax']}, "
+        f"optax {v['optax']}, torch {v['torch']}",
+        f"- Load average at start / end: {m['loadavg_start']} / {m['loadavg_end']} (2 shared cores: other "
+        "jobs ran; every rate below comes with the 1-min load of its measurements in the JSON)",
+        f"- Input {s['input_shape'][0]} × {s['input_shape'][1]}, batch {s['batch_size']} (train and eval), "
+        f"{s['utterances']} synthetic utterances in a float16 device table, row indices per step "
+        "(as `serjax.experiment`); 4 classes, focal γ 2, class weights, Adam 1e-3",
+        f"- Each measurement: whole steps for ≥ {s['min_time_s']} s after a warm-up; contenders alternate "
+        f"within each round; {s['rounds']} rounds (framework table), {s['seed_rounds']} (seed table). "
+        "Rates: median over rounds. Ratios: median of the per-round ratios (paired).",
+        "- JAX: `serjax.train.trainer_for` + `serjax.model.build_model` on `base_config()`, the real jitted "
+        f"`train_step` / `eval_step` with one seed (`auto`, here `{res.get('auto_strategy', '?')}`); XLA's own "
+        "CPU threading. PyTorch: "
+        "`bench/torch_reference.py` (same model, loss and optimizer; channels_last), eager, "
+        f"`torch.set_num_threads({TORCH_THREADS})` and, for comparison, 1 thread.",
+        "",
+        "## JAX vs PyTorch, per width scale n", "",
+        "| n | widths | params (jax = torch) | JAX train | torch train (2 thr) | torch train (1 thr) "
+        "| JAX/torch train | JAX/torch-1thr train | JAX eval | torch eval (2 thr) | torch eval (1 thr) "
+        "| JAX/torch eval | JAX compile s (train + eval) | peak RSS MB JAX / torch | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    def rng(lo_hi):
+        return f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}"
+
+    for r in res["comparison"]:
+        j, t, t1 = r["jax"], r["torch"], r["torch_1thread"]
+        rss = res.get("peak_rss", {})
+        rj, rt = rss.get(f"jax/{r['n']}", {}), rss.get(f"torch/{r['n']}", {})
+        loads = [x["load_1min"] for c in (j, t, t1) for x in c["train_rounds"] + c["eval_rounds"]
+                 if x["load_1min"] is not None]
+        load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "?"
+        lines.append(
+            f"| {r['n']} | {'/'.join(map(str, r['widths']))} | {r['params_jax']:,}"
+            f"{'' if r['params_equal'] else ' ≠ ' + format(r['params_torch'], ',')} "
+            f"| {j['train_samples_per_s']:.1f} | {t['train_samples_per_s']:.1f} | {t1['train_samples_per_s']:.1f} "
+            f"| **{r['ratio_train_jax_over_torch']:.2f}** ({rng(r['ratio_train_jax_over_torch_range'])}) "
+            f"| {r['ratio_train_jax_over_torch_1thread']:.2f} "
+            f"| {j['eval_samples_per_s']:.1f} | {t['eval_samples_per_s']:.1f} | {t1['eval_samples_per_s']:.1f} "
+            f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
+            f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} "
+            f"| {rj.get('peak_rss_mb', '?')} / {rt.get('peak_rss_mb', '?')} | {load} |")
+    lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. "
+              "When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down sharply; the 1-thread "
+              "column and the per-round loads in the JSON show whether that happened. Peak RSS: a fresh child process per framework and n "
+              "(imports, data table, model, first train and eval calls, then one more of each).", ""]
+    ss = res.get("seed_scaling")
+    if ss:
+        counts = sorted({r["S"] for r in ss["rows"]})
+        names = ss["strategies"]
+        lines += [f"## Seed scaling (n = {ss['n']}): total train samples/s with S seeds", "",
+                  "| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |",
+                  "|---|" + "---|" * len(counts)]
+        for name in names:
+            cells = []
+            for S in counts:
+                r = next((x for x in ss["rows"] if x["S"] == S and x["strategy"] == name), None)
+                cells.append("" if r is None else f"{r['train_samples_per_s']:.1f} (×{r['ratio_over_sequence']:.2f})")
+            lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
+        lines += ["", "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
+                  "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
+                  "the others are `serjax.train` strategies with S stacked seeds in one jitted step: "
+                  "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one function), "
+                  f"`map` (lax.map). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.", "",
+                  f"Fastest per S (within {ss['fastest_tolerance']:.0%} of the top rate): "
+                  + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in ss["fastest_by_S"].items()), "",
+                  "| S | strategy | compile s |", "|---|---|---|"]
+        for r in ss["rows"]:
+            lines.append(f"| {r['S']} | {r['strategy']} | {r['compile_train_s'] or ''} |")
+        lines.append("")
+        lines.append("A blank compile time: the executable was compiled earlier in the run (sequence reuses "
+                     "the single-seed step; at S = 1 the `auto` strategy's step is the framework table's).")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4], help="width scales n")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 4, 8],
+                        help="seed counts S for the seed table (none: skip it)")
+    parser.add_argument("--seed-width", type=int, default=1, help="n for the seed table")
+    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--utterances", type=int, default=512, help="rows of the device table")
+    parser.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement (at least)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the framework comparison")
+    parser.add_argument("--seed-rounds", type=int, default=2, help="rounds of the seed table")
+    parser.add_argument("--rss", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure peak RSS in child processes")
+    parser.add_argument("--rss-child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        print(json.dumps(rss_child(args.rss_child[0], int(args.rss_child[1]), args.utterances, args.batch_size)))
+        return 0
+    command = "python bench/bench_train.py" + "".join(
+        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+
+    started = time.perf_counter()
+    load_start = loadavg()
+    import torch
+
+    torch.set_num_threads(TORCH_THREADS)
+
+    def log(msg):
+        print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)
+
+    clock = CompileClock()
+    data = Data(args.utterances)
+    result = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": {**machine_info(), "loadavg_start": load_start}, "versions": versions_info(),
+              "settings": {"input_shape": list(INPUT_SHAPE), "batch_size": args.batch_size,
+                           "utterances": args.utterances, "min_time_s": args.min_time, "rounds": args.rounds,
+                           "seed_rounds": args.seed_rounds, "torch_threads": TORCH_THREADS,
+                           "torch_interop_threads": torch.get_num_interop_threads(),
+                           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}}
+    from serjax.train import resolve_seed_strategy
+
+    result["auto_strategy"] = resolve_seed_strategy("auto")
+    result["comparison"] = compare_frameworks(args.widths, data, args, clock, log)
+    if args.seeds:
+        result["seed_scaling"] = seed_scaling(args.seeds, data, args, clock, log)
+    result["peak_rss_main_process_mb"] = peak_rss_mb()
+    if args.rss:
+        result["peak_rss"] = run_rss_children(args.widths, args, log)
+    result["machine"]["loadavg_end"] = loadavg()
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "train.md").write_text(markdown(result))
+    log(f"wrote {out_dir / 'train.json'} and {out_dir / 'train.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
