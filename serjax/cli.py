@@ -72,27 +72,14 @@ def train(config, workdir: Path) -> None:
 def evaluate(config, workdir: Path) -> None:
     """Restore every fold's final checkpoint, re-evaluate its test fold, write eval.json."""
     from serjax import experiment
-    from serjax.checkpoints import FoldCheckpoints
-    from serjax.train import seed_keys
-
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
     prep = experiment.prepare(config, workdir, progress=False)
     results = []
     for k, name in enumerate(prep.fold_names):
-        checkpoints = FoldCheckpoints(workdir / "checkpoints" / name)
-        epoch = checkpoints.latest_epoch()
-        if epoch != config.train.epochs:
-            raise SerjaxError(f"fold {name} has no final checkpoint in {checkpoints.directory} "
-                              f"(latest: {epoch}, expected epoch {config.train.epochs})")
-        template = prep.trainer.init(seed_keys(prep.seeds, k), prep.table.shape[1:])
-        extras = {"best_score": np.zeros(len(prep.seeds), np.float32),
-                  "best_epoch": np.zeros(len(prep.seeds), np.int32)}
-        if config.train.validation_fraction > 0:
-            extras["best_state"] = experiment._tree_of(template)
-        states, _ = checkpoints.restore(epoch, template, extras)
-        checkpoints.close()
+        states = experiment.restore_final_states(prep.trainer, config, workdir, name, k, prep.seeds,
+                                                 prep.table.shape[1:])
         results.append(experiment.evaluate_fold(prep, k, states))
     evaluation = experiment.summarize_results(results, config)
     evaluation["selection"] = "last epoch, restored from the checkpoints"

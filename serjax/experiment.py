@@ -170,7 +170,7 @@ def _score_seeds(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> li
     return [scores(labels, seed_logits.argmax(-1), num_classes) for seed_logits in logits]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
 
@@ -329,8 +329,25 @@ def evaluate_fold(prep: Prepared, k: int, states, fold=None, mean=None, std=None
     return {"fold": fold.name, "seeds": prep.seeds, "eca_weights": eca,
             "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
             "labels": labels.tolist(),
-            "probabilities": np.round(_softmax(logits), 6).tolist(),
+            "probabilities": np.round(softmax(logits), 6).tolist(),
             "per_seed": _score_seeds(logits, labels, len(prep.config.data.classes))}
+
+
+def restore_final_states(trainer: Trainer, config, workdir: Path, fold_name: str, fold_index: int,
+                         seeds, input_shape):
+    """A finished fold's last-epoch states, all seeds stacked (for eval and predict)."""
+    checkpoints = FoldCheckpoints(Path(workdir) / "checkpoints" / fold_name)
+    epoch = checkpoints.latest_epoch()
+    if epoch != config.train.epochs:
+        raise SerjaxError(f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
+                          f"(latest: {epoch}, expected epoch {config.train.epochs})")
+    template = trainer.init(seed_keys(seeds, fold_index), input_shape)
+    extras = {"best_score": np.zeros(len(seeds), np.float32), "best_epoch": np.zeros(len(seeds), np.int32)}
+    if config.train.validation_fraction > 0:
+        extras["best_state"] = _tree_of(template)
+    states, _ = checkpoints.restore(epoch, template, extras)
+    checkpoints.close()
+    return states
 
 
 def _tree_of(states) -> dict:

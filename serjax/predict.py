@@ -18,10 +18,10 @@ import numpy as np
 
 from serjax import features
 from serjax.audio import fix_length, read_audio
-from serjax.checkpoints import FoldCheckpoints
 from serjax.errors import SerjaxError
+from serjax.experiment import restore_final_states, softmax
 from serjax.model import build_model
-from serjax.train import seed_keys, trainer_for
+from serjax.train import trainer_for
 
 
 def windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -33,11 +33,6 @@ def windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
     if starts[-1] + length < len(signal):
         starts.append(len(signal) - length)
     return np.stack([signal[s:s + length] for s in starts])
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def _fold_members(workdir: Path, config, fold: str | None, seed_index: int | None):
@@ -84,19 +79,11 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
         if not result_path.exists():
             raise SerjaxError(f"fold {name} is not finished in {workdir} (no {result_path.name})")
         norm = json.loads(result_path.read_text())["normalisation"]
-        checkpoints = FoldCheckpoints(workdir / "checkpoints" / name)
-        epoch = checkpoints.latest_epoch()
-        if epoch != config.train.epochs:
-            raise SerjaxError(f"fold {name} has no final checkpoint in {checkpoints.directory}")
-        template = trainer.init(seed_keys(seeds, fold_names.index(name)), table.shape[1:])
-        extras = {"best_score": np.zeros(num_seeds, np.float32), "best_epoch": np.zeros(num_seeds, np.int32)}
-        if config.train.validation_fraction > 0:
-            extras["best_state"] = {"params": template.params, "batch_stats": template.batch_stats}
-        states, _ = checkpoints.restore(epoch, template, extras)
-        checkpoints.close()
+        states = restore_final_states(trainer, config, workdir, name, fold_names.index(name), seeds,
+                                      table.shape[1:])
         logits = trainer.predict(states, table, rows, jnp.asarray(norm["mean"], jnp.float32),
                                  jnp.asarray(norm["std"], jnp.float32), config.train.eval_batch_size)
-        probs = _softmax(logits)                                    # [S, windows, classes]
+        probs = softmax(logits)                                    # [S, windows, classes]
         probabilities.append(probs if seed_index is None else probs[seed_index:seed_index + 1])
     mean = np.concatenate(probabilities).mean(axis=0)              # over folds × seeds
     out, start = {}, 0
