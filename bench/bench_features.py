@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import loadavg, machine_info  # bench/machine.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -75,19 +75,6 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": usable, "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
 def versions_info() -> dict:
@@ -99,11 +86,6 @@ def versions_info() -> dict:
             "numpy": np.__version__, "jax_backend": jax.default_backend()}
 
 
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def main(argv=None) -> int:
@@ -124,7 +106,6 @@ def main(argv=None) -> int:
     command = "python bench/bench_features.py" + "".join(
         f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
 
-    import jax
 
     settings = features.FeatureSettings()
     batch_size = args.batch_size or features.default_batch_size()

@@ -28,7 +28,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -38,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import loadavg, machine_info  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,26 +51,8 @@ TORCH_THREADS = 2
 
 # --------------------------------------------------------------------------- environment
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": usable, "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
-def loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def versions_info() -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from serjax.errors import SerjaxError
 from serjax.fileio import write_json

@@ -3,10 +3,8 @@ reported handling. (Bad config overrides: test_launch.py; missing wav, malformed
 missing session or root: test_iemocap.py; manifest errors: test_corpora.py.)"""
 
 import hashlib
-import json
 import shutil
 
-import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
