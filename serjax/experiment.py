@@ -232,6 +232,7 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
     saved_epoch = start_epoch
     bar = tqdm(range(start_epoch, tcfg.epochs), initial=start_epoch, total=tcfg.epochs,
                desc=f"{fold.name} ({S} seed{'s' * (S > 1)})", unit="epoch", disable=not progress)
+    labels_on_device = jnp.asarray(prep.labels)   # once per fold, not once per step
     stop = StopRequest()
     snapshot = (start_epoch, states, dict(best), best_states)
     try:
@@ -247,7 +248,7 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
                 if stop.requested:
                     raise _StopNow
                 states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
-                                                        jnp.asarray(prep.labels), weights, mean, std, lr)
+                                                        labels_on_device, weights, mean, std, lr)
                 step_stats.append(stats)
             stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
             records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
