@@ -8,6 +8,7 @@ check roots, report problems and finish a listing the same way as the IEMOCAP re
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 from pathlib import Path
 from typing import Mapping
@@ -83,6 +84,57 @@ def audio_file_problem(path: Path) -> str | None:
     if size <= _WAV_HEADER_BYTES:
         return f"holds no audio ({size} bytes)"
     return None
+
+
+@dataclasses.dataclass
+class NamedFile:
+    """What a corpus's file name says: the speaker and raw label, or why the file is excluded
+    by design (`excluded`, e.g. RAVDESS song), and an optional note."""
+
+    speaker: str = ""
+    raw_label: str = ""
+    excluded: str = ""
+    note: str = ""
+
+
+def read_named_files(items, parse, label_map: Mapping[str, str]):
+    """The loop the file-name corpora share. `items`: (path, context) pairs; `parse(path,
+    context)` -> NamedFile, or ValueError saying what is wrong (a problem). Returns
+    (utterances, problems, excluded counts, raw-label counts, notes)."""
+    utterances: list[Utterance] = []
+    problems: list[Skipped] = []
+    excluded: collections.Counter = collections.Counter()
+    found: collections.Counter = collections.Counter()
+    notes: list[str] = []
+    seen: dict[str, Path] = {}
+    for path, context in items:
+        if path.stem in seen:
+            problems.append(Skipped(str(path),
+                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
+            continue
+        seen[path.stem] = path
+        try:
+            named = parse(path, context)
+        except ValueError as err:
+            problems.append(Skipped(str(path), str(err)))
+            continue
+        bad_audio = audio_file_problem(path)
+        if bad_audio:
+            problems.append(Skipped(str(path), bad_audio))
+            continue
+        if named.note:
+            notes.append(named.note)
+        if named.excluded:
+            excluded[named.excluded] += 1
+            continue
+        found[named.raw_label] += 1
+        if named.raw_label not in label_map:
+            excluded[f"label {named.raw_label}"] += 1
+            continue
+        utterances.append(Utterance(utt_id=path.stem, path=str(path), label=label_map[named.raw_label],
+                                    speaker=named.speaker, session=named.speaker,
+                                    raw_label=named.raw_label))
+    return utterances, problems, excluded, found, notes
 
 
 def finish_listing(name: str, title: str, root: Path, utterances: list[Utterance],

@@ -8,14 +8,13 @@ the 4-digit id. The raw label is the emotion's IEMOCAP-style name (`ANG` -> `ang
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 from typing import Mapping
 
-from serjax.corpora import (audio_file_problem, check_on_bad_file, compare_with_release, corpus_dir,
+from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
                             finish_listing, wav_files)
-from serjax.corpora.records import CorpusListing, Skipped, Utterance
+from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
 EMOTIONS = {"ANG": "ang", "DIS": "dis", "FEA": "fea", "HAP": "hap", "NEU": "neu", "SAD": "sad"}
@@ -62,35 +61,13 @@ def load_cremad(root: str | os.PathLike, label_map: Mapping[str, str],
         raise SerjaxError(f"CREMA-D root {root} (config field data.root) holds no wav file "
                           f"(looked in {folder})")
 
-    utterances: list[Utterance] = []
-    problems: list[Skipped] = []
-    excluded: collections.Counter = collections.Counter()
-    found: collections.Counter = collections.Counter()
-    notes: list[str] = []
-    seen: dict[str, str] = {}
-    for path in files:
-        if path.stem in seen:
-            problems.append(Skipped(str(path),
-                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
-            continue
-        seen[path.stem] = path.name
-        try:
-            speaker, raw, lone_x = parse_name(path.stem)
-        except ValueError as err:
-            problems.append(Skipped(str(path), str(err)))
-            continue
-        bad_audio = audio_file_problem(path)
-        if bad_audio:
-            problems.append(Skipped(str(path), bad_audio))
-            continue
-        if lone_x:
-            notes.append(f"{path.name}: intensity 'X' read as unspecified (XX).")
-        found[raw] += 1
-        if raw not in label_map:
-            excluded[f"label {raw}"] += 1
-            continue
-        utterances.append(Utterance(utt_id=path.stem, path=str(path), label=label_map[raw],
-                                    speaker=speaker, session=speaker, raw_label=raw))
+    def parse(path, _):
+        speaker, raw, lone_x = parse_name(path.stem)
+        note = f"{path.name}: intensity 'X' read as unspecified (XX)." if lone_x else ""
+        return NamedFile(speaker=speaker, raw_label=raw, note=note)
+
+    utterances, problems, excluded, found, notes = read_named_files(
+        [(path, None) for path in files], parse, label_map)
     notes.append(compare_with_release("CREMA-D", found, RELEASE_COUNTS))
     return finish_listing("cremad", "CREMA-D tree", root, utterances, problems, excluded, on_bad_file,
                           label_map, notes)

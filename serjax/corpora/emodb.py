@@ -10,14 +10,13 @@ applies as it is. There are no sessions: session = speaker.
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 from typing import Mapping
 
-from serjax.corpora import (audio_file_problem, check_on_bad_file, compare_with_release, corpus_dir,
+from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
                             finish_listing, wav_files)
-from serjax.corpora.records import CorpusListing, Skipped, Utterance
+from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
 EMOTIONS = {"W": "ang", "L": "bor", "E": "dis", "A": "fea", "F": "hap", "T": "sad", "N": "neu"}
@@ -53,32 +52,12 @@ def load_emodb(root: str | os.PathLike, label_map: Mapping[str, str],
         raise SerjaxError(f"EmoDB root {root} (config field data.root) holds no wav file "
                           f"(looked in {folder})")
 
-    utterances: list[Utterance] = []
-    problems: list[Skipped] = []
-    excluded: collections.Counter = collections.Counter()
-    found: collections.Counter = collections.Counter()
-    seen: dict[str, str] = {}
-    for path in files:
-        if path.stem in seen:
-            problems.append(Skipped(str(path),
-                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
-            continue
-        seen[path.stem] = path.name
-        try:
-            speaker, raw = parse_name(path.stem)
-        except ValueError as err:
-            problems.append(Skipped(str(path), str(err)))
-            continue
-        bad_audio = audio_file_problem(path)
-        if bad_audio:
-            problems.append(Skipped(str(path), bad_audio))
-            continue
-        found[raw] += 1
-        if raw not in label_map:
-            excluded[f"label {raw}"] += 1
-            continue
-        utterances.append(Utterance(utt_id=path.stem, path=str(path), label=label_map[raw],
-                                    speaker=speaker, session=speaker, raw_label=raw))
+    def parse(path, _):
+        speaker, raw = parse_name(path.stem)
+        return NamedFile(speaker=speaker, raw_label=raw)
+
+    utterances, problems, excluded, found, _ = read_named_files(
+        [(path, None) for path in files], parse, label_map)
     notes = [compare_with_release("EmoDB", found, RELEASE_COUNTS)]
     return finish_listing("emodb", "EmoDB tree", root, utterances, problems, excluded, on_bad_file,
                           label_map, notes)

@@ -12,15 +12,14 @@ name must be that of its folder. The raw label is the emotion's IEMOCAP-style na
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 from pathlib import Path
 from typing import Mapping
 
-from serjax.corpora import (audio_file_problem, check_on_bad_file, compare_with_release, corpus_dir,
+from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
                             finish_listing, wav_files)
-from serjax.corpora.records import CorpusListing, Skipped, Utterance
+from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
 EMOTIONS = {"01": "neu", "02": "cal", "03": "hap", "04": "sad",
@@ -85,42 +84,18 @@ def load_ravdess(root: str | os.PathLike, label_map: Mapping[str, str],
         raise SerjaxError(f"RAVDESS root {root} (config field data.root) holds no wav file in an "
                           "Actor_XX folder (looked directly under it and one folder level down)")
 
-    utterances: list[Utterance] = []
-    problems: list[Skipped] = []
-    excluded: collections.Counter = collections.Counter()
-    found: collections.Counter = collections.Counter()
-    seen: dict[str, Path] = {}
-    for folder, path in files:
-        if path.stem in seen:
-            problems.append(Skipped(str(path),
-                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
-            continue
-        seen[path.stem] = path
-        try:
-            fields = parse_name(path.stem)
-        except ValueError as err:
-            problems.append(Skipped(str(path), str(err)))
-            continue
+    def parse(path, folder):
+        fields = parse_name(path.stem)
         folder_actor = _ACTOR_DIR.match(folder.name)["actor"]
         if fields["actor"] != folder_actor:
-            problems.append(Skipped(str(path), f"actor {fields['actor']} in the name, but the file "
-                                               f"is in the folder of actor {folder_actor}"))
-            continue
-        bad_audio = audio_file_problem(path)
-        if bad_audio:
-            problems.append(Skipped(str(path), bad_audio))
-            continue
+            raise ValueError(f"actor {fields['actor']} in the name, but the file "
+                             f"is in the folder of actor {folder_actor}")
         if fields["channel"] == "02":
-            excluded["song"] += 1
-            continue
-        raw = EMOTIONS[fields["emotion"]]
-        found[raw] += 1
-        if raw not in label_map:
-            excluded[f"label {raw}"] += 1
-            continue
-        actor = f"Actor_{fields['actor']}"
-        utterances.append(Utterance(utt_id=path.stem, path=str(path), label=label_map[raw],
-                                    speaker=actor, session=actor, raw_label=raw))
+            return NamedFile(excluded="song")
+        return NamedFile(speaker=f"Actor_{fields['actor']}", raw_label=EMOTIONS[fields["emotion"]])
+
+    utterances, problems, excluded, found, _ = read_named_files(
+        [(path, folder) for folder, path in files], parse, label_map)
     notes = [compare_with_release("RAVDESS speech", found, RELEASE_COUNTS)]
     return finish_listing("ravdess", "RAVDESS tree", root, utterances, problems, excluded, on_bad_file,
                           label_map, notes)
