@@ -24,6 +24,7 @@ from serjax import data as data_lib
 from serjax import features
 from serjax.checkpoints import FoldCheckpoints
 from serjax.corpora import load_corpus
+from serjax.cpu_tuning import allocator_state, compiler_options
 from serjax.errors import SerjaxError
 from serjax.feature_cache import load_features
 from serjax.fileio import write_json, write_text
@@ -459,7 +460,8 @@ def _environment() -> dict:
     import orbax.checkpoint
     return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
             "orbax": orbax.checkpoint.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "git_commit": _git_commit()}
+            "devices": [str(d) for d in jax.devices()], "git_commit": _git_commit(),
+            "host_allocator": allocator_state(), "compiler_options": compiler_options()}
 
 
 def _git_commit() -> str | None:

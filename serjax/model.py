@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -35,6 +36,79 @@ def channel_conv1d(pooled: jax.Array, kernel: jax.Array) -> jax.Array:
     return sum(kernel[j] * padded[:, j:j + channels] for j in range(k))
 
 
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+    """2×2 average pooling, stride 2, 'VALID' (an odd trailing row or column is dropped):
+    nn.avg_pool's result as a reshape and a mean, which XLA's CPU backend runs faster than
+    nn.avg_pool's reduce_window and its gradient (results/bench/train.md)."""
+    b, h, w, c = x.shape
+    x = x[:, :h - h % 2, :w - w % 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_relu(x, scale, bias, epsilon):
+    """Training-mode BatchNorm over all axes but the last, then ReLU, as one custom-VJP op.
+
+    Returns (relu(y), batch mean, batch variance). The same mathematics as nn.BatchNorm
+    (variance E[x²] − E[x]², clipped at 0) followed by nn.relu; its backward pass is the
+    closed-form BatchNorm gradient, which needs two reductions where autodiff of the
+    forward pass makes XLA emit four.
+    """
+    return _bn_relu_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_relu_fwd(x, scale, bias, epsilon):
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
+    inv = jax.lax.rsqrt(var + epsilon)
+    out = nn.relu((x - mean) * (inv * scale) + bias)
+    return (out, mean, var), (x, mean, inv, scale, out)
+
+
+def _bn_relu_bwd(epsilon, residuals, cotangents):
+    x, mean, inv, scale, out = residuals
+    g, g_mean, g_var = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    dy = jnp.where(out > 0, g, 0.0)
+    xhat = (x - mean) * inv
+    d_bias = dy.sum(axes)
+    d_scale = (dy * xhat).sum(axes)
+    dx = (scale * inv / n) * (n * dy - d_bias - xhat * d_scale)
+    # the batch statistics are outputs too (for the running averages): their gradients
+    dx = dx + (g_mean + 2.0 * g_var * (x - mean)) / n
+    return dx, d_scale, d_bias
+
+
+batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
+
+
+class BatchNormReLU(nn.Module):
+    """nn.BatchNorm(momentum, epsilon) then ReLU, with the same parameters ("scale", "bias")
+    and batch statistics ("mean", "var"), so checkpoints are interchangeable; training mode
+    runs batch_norm_relu (tested equal to the flax pair, outputs and gradients)."""
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        features = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        if not train:
+            inv = jax.lax.rsqrt(ra_var.value + self.epsilon)
+            return nn.relu((x - ra_mean.value) * (inv * scale) + bias)
+        out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+        return out
+
+
 class ConvBlock(nn.Module):
     """Conv 3×3 (stride 1, SAME) → BatchNorm → ReLU."""
 
@@ -44,8 +118,7 @@ class ConvBlock(nn.Module):
     def __call__(self, x, train: bool):
         x = nn.Conv(self.features, (3, 3), strides=1, padding="SAME", kernel_init=he_normal)(x)
         # momentum 0.9 here is PyTorch's 0.1: the running statistics move 10 % per step.
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-        return nn.relu(x)
+        return BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
 
 
 class ECA(nn.Module):
@@ -88,7 +161,7 @@ class SERCNN(nn.Module):
             if block in kernels:
                 x = ECA(kernels[block], self.eca_batch_norm, name=f"eca{block}")(x, train)
             if block < len(self.widths):
-                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+                x = avg_pool_2x2(x)
         x = x.mean(axis=(1, 2))
         x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, name="dense1")(x))
         return nn.Dense(self.num_classes, kernel_init=he_normal, name="dense2")(x)

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from serjax.cpu_tuning import compiler_options
 from serjax.errors import SerjaxError
 from serjax.losses import focal_loss
 
@@ -82,8 +83,10 @@ def _normalise(data, rows, mean, std):
 class Trainer:
     """The jitted steps for one model, optimizer and loss; reused across folds."""
 
-    def __init__(self, model, tx, gamma: float, num_utterances: int, seed_strategy: str = "auto"):
+    def __init__(self, model, tx, gamma: float, num_utterances: int, seed_strategy: str = "auto",
+                 compiler_options: dict | None = None):
         self.model = model
+        self.compiler_options = compiler_options
         self.tx = tx
         self.strategy = resolve_seed_strategy(seed_strategy)
         U = num_utterances
@@ -115,10 +118,10 @@ class Trainer:
             return {name: value["channel_weights"][0]
                     for name, value in inter.get("intermediates", {}).items()}
 
-        self.train_step = jax.jit(_over_seeds(train_step, self.strategy, (2, 3, 4, 5, 6, 7), 8),
-                                  donate_argnums=0)
-        self.eval_step = jax.jit(_over_seeds(eval_step, self.strategy, (1, 2, 3, 4), 5))
-        self.eca_step = jax.jit(_over_seeds(eca_step, self.strategy, (1, 2, 3, 4), 5))
+        jit = functools.partial(jax.jit, compiler_options=compiler_options)
+        self.train_step = jit(_over_seeds(train_step, self.strategy, (2, 3, 4, 5, 6, 7), 8), donate_argnums=0)
+        self.eval_step = jit(_over_seeds(eval_step, self.strategy, (1, 2, 3, 4), 5))
+        self.eca_step = jit(_over_seeds(eca_step, self.strategy, (1, 2, 3, 4), 5))
 
         def init_one(key, input_shape):
             variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
@@ -153,10 +156,11 @@ class Trainer:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_trainer(model, adam: tuple, gamma: float, num_utterances: int, strategy: str) -> Trainer:
+def _cached_trainer(model, adam: tuple, gamma: float, num_utterances: int, strategy: str,
+                    options: tuple | None) -> Trainer:
     lr, b1, b2, eps = adam
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
-    return Trainer(model, tx, gamma, num_utterances, strategy)
+    return Trainer(model, tx, gamma, num_utterances, strategy, None if options is None else dict(options))
 
 
 def trainer_for(model, train_cfg, num_utterances: int) -> Trainer:
@@ -164,8 +168,10 @@ def trainer_for(model, train_cfg, num_utterances: int) -> Trainer:
     uses the same ones, so a sweep or a test suite compiles each step once."""
     adam = (float(train_cfg.learning_rate), float(train_cfg.adam_b1), float(train_cfg.adam_b2),
             float(train_cfg.adam_eps))
+    options = compiler_options()
     return _cached_trainer(model, adam, float(train_cfg.focal_gamma), int(num_utterances),
-                           resolve_seed_strategy(train_cfg.seed_strategy))
+                           resolve_seed_strategy(train_cfg.seed_strategy),
+                           None if options is None else tuple(sorted(options.items())))
 
 
 def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""The CPU fast path (serjax/cpu_tuning.py and the fused layers in serjax/model.py) computes
+what the plain flax/XLA path computes: same outputs, gradients and updated state."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from serjax import cpu_tuning
+from serjax.model import BatchNormReLU, SERCNN, avg_pool_2x2
+from serjax.train import Trainer, seed_keys
+
+RNG = np.random.default_rng(3)
+
+
+class FlaxBatchNormReLU(nn.Module):
+    """The plain pair BatchNormReLU replaces."""
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                                    name="BatchNorm_0")(x))
+
+
+class Fused(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+        return BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
+
+
+def _close(a, b, rtol=2e-5, atol=2e-6):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+
+
+def test_batch_norm_relu_matches_flax_outputs_gradients_and_running_stats():
+    x = jnp.asarray(RNG.normal(1.5, 2.0, (4, 6, 10, 5)), jnp.float32)
+    cot = jnp.asarray(RNG.normal(size=x.shape), jnp.float32)
+    ref, fused = FlaxBatchNormReLU(), Fused()
+    v_ref = ref.init(jax.random.PRNGKey(0), x, False)
+    v_fused = fused.init(jax.random.PRNGKey(0), x, False)
+    _close(v_ref, v_fused)  # same parameter and statistics names, shapes, initial values
+    # non-trivial scale and bias, so their gradients are exercised
+    params = {"BatchNorm_0": {"scale": jnp.asarray(RNG.normal(1, 0.3, 5), jnp.float32),
+                              "bias": jnp.asarray(RNG.normal(0, 0.5, 5), jnp.float32)}}
+
+    def loss(model, variables):
+        def f(p, x_):
+            y, upd = model.apply({"params": p, "batch_stats": variables["batch_stats"]}, x_, True,
+                                 mutable=["batch_stats"])
+            return jnp.sum(y * cot), (y, upd)
+        (value, (y, upd)), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, x)
+        return value, y, upd, grads
+
+    out_ref, out_fused = loss(ref, v_ref), loss(fused, v_fused)
+    _close(out_ref, out_fused)
+    assert float(jnp.abs(out_fused[3][1]).max()) > 0  # the input gradient is not trivially zero
+    # eval mode uses the running statistics
+    stats = out_ref[2]
+    _close(ref.apply({"params": params, **stats}, x, False), fused.apply({"params": params, **stats}, x, False))
+
+
+def test_batch_norm_relu_statistics_outputs_have_their_gradients():
+    """The batch mean and variance are outputs too: their VJP is the textbook one."""
+    from serjax.model import batch_norm_relu
+
+    x = jnp.asarray(RNG.normal(size=(3, 4, 2)), jnp.float32)
+    scale, bias = jnp.ones(2), jnp.zeros(2)
+
+    def plain(x_):
+        mean = x_.mean((0, 1))
+        var = jnp.maximum((x_ * x_).mean((0, 1)) - mean * mean, 0.0)
+        return mean.sum() + 3.0 * var.sum()
+
+    def fused(x_):
+        _, mean, var = batch_norm_relu(x_, scale, bias, 1e-5)
+        return mean.sum() + 3.0 * var.sum()
+
+    _close(jax.grad(plain)(x), jax.grad(fused)(x))
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 12, 3), (2, 9, 13, 3)])
+def test_avg_pool_matches_flax_forward_and_backward(shape):
+    x = jnp.asarray(RNG.normal(size=shape), jnp.float32)
+    ref = lambda x_: nn.avg_pool(x_, (2, 2), strides=(2, 2))  # noqa: E731
+    _close(ref(x), avg_pool_2x2(x))
+    cot = jnp.asarray(RNG.normal(size=ref(x).shape), jnp.float32)
+    _close(jax.grad(lambda x_: jnp.sum(ref(x_) * cot))(x), jax.grad(lambda x_: jnp.sum(avg_pool_2x2(x_) * cot))(x))
+
+
+def test_cpu_compiler_options_give_the_same_train_steps():
+    """Three train steps of the tiny model compiled with serjax's CPU options and with XLA's
+    defaults: same losses, parameters and batch statistics within float32 tolerance. (Plain
+    SGD: Adam would turn rounding noise in the conv biases' gradients, which BatchNorm makes
+    exactly zero in exact arithmetic, into ±lr steps.)"""
+    options = cpu_tuning.compiler_options()
+    if options is None:
+        pytest.skip("not on the CPU backend, or this jaxlib lacks the option")
+    model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    U, shape = 24, (32, 41)
+    data = jnp.asarray(RNG.normal(size=(U, *shape)), jnp.float16)
+    labels = jnp.asarray(RNG.integers(0, 4, U), jnp.int32)
+    weights, mean, std = jnp.ones(4), jnp.zeros(shape[0]), jnp.ones(shape[0])
+    runs = []
+    for opts in (None, options):
+        trainer = Trainer(model, tx, 2.0, U, "auto", opts)
+        states = trainer.init(seed_keys([0], 0), shape)
+        stats = []
+        for step in range(3):
+            rows = jnp.asarray(np.arange(8 * step, 8 * step + 8)[None])
+            states, s = trainer.train_step(states, rows, data, labels, weights, mean, std, jnp.float32(0.1))
+            stats.append(s)
+        runs.append((stats, states.params, states.batch_stats))
+    _close(runs[0], runs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_compiler_options_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("SERJAX_CPU_COMPILER", "default")
+    assert cpu_tuning.compiler_options() is None
+
+
+def test_host_allocator_tuning_is_idempotent_and_can_be_switched_off(monkeypatch):
+    first = cpu_tuning.tune_host_allocator()
+    assert cpu_tuning.tune_host_allocator() == first == cpu_tuning.allocator_state()
+    monkeypatch.setattr(cpu_tuning, "_ALLOCATOR_STATE", {})
+    monkeypatch.setenv("SERJAX_MALLOC", "default")
+    assert cpu_tuning.tune_host_allocator() == {"tuned": False, "why": "SERJAX_MALLOC=default"}
