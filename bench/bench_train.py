@@ -13,6 +13,15 @@ medians over rounds; ratios are medians of the per-round (paired) ratios. JAX's 
 comes from jax.monitoring (trace + lowering + XLA compile of the first call). Peak RSS is
 measured in a fresh child process per framework and n (import, build, warm-up, timed steps).
 
+Part 1b, the host allocator (serjax/cpu_tuning.py): in fresh child processes, train samples/s
+and peak RSS of each framework with glibc's default malloc settings and with serjax's
+(`tune_host_allocator`, which this process applies first thing, so both frameworks of part 1
+run with it).
+
+Part 1c, ablation: serjax's train step with the CPU fast path taken apart (plain flax
+BatchNorm + ReLU and nn.avg_pool, XLA's default compiler options; then each change added),
+in this process, alternating.
+
 Part 2, seed scaling at n = 1: total train samples/s with S seeds for every strategy in
 `serjax.train.SEED_STRATEGIES` except `auto` (vmap, unroll, map: S stacked seeds in one jitted
 step), and `sequence`: S single-seed runs (serjax's `auto` step with one seed) one after the
@@ -348,8 +357,9 @@ def paired_ratio(a, b) -> float:
 
 # --------------------------------------------------------------------------- peak RSS (child)
 
-def rss_child(framework: str, width_scale: int, num_utterances: int, batch_size: int) -> dict:
-    """In a fresh process: build, warm up and time a few train and eval steps; peak RSS."""
+def child_run(framework: str, width_scale: int, args) -> dict:
+    """In a fresh process (allocator as its environment says): build, warm up, then train
+    samples/s over args.rounds measurements of args.min_time s; peak RSS."""
     if framework == "jax":
         import jax.numpy as jnp
 
@@ -358,30 +368,41 @@ def rss_child(framework: str, width_scale: int, num_utterances: int, batch_size:
     else:
         import torch  # noqa: F401
     base = peak_rss_mb()
-    data = Data(num_utterances, use_jax=framework == "jax")
+    data = Data(args.utterances, use_jax=framework == "jax")
     if framework == "jax":
-        c = JaxSeeds("jax", serjax_trainer(width_scale, "auto", num_utterances), data, 1, batch_size, CompileClock())
+        c = JaxSeeds("jax", serjax_trainer(width_scale, "auto", args.utterances), data, 1, args.batch_size,
+                     CompileClock())
     else:
         import torch
         torch.set_num_threads(TORCH_THREADS)
-        c = Torch("torch", width_scale, data, batch_size, TORCH_THREADS)
-    c.train(1)
+        c = Torch("torch", width_scale, data, args.batch_size, TORCH_THREADS)
     c.eval(1)
-    return {"peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": base, "jax_imported": "jax" in sys.modules}
+    step_s = warm_up(c.train, c.first_step_s("train"))
+    rounds = [measure(c.train, c.samples, step_s, args.min_time) for _ in range(args.rounds)]
+    from serjax.cpu_tuning import allocator_state
+
+    return {"train_samples_per_s": median_rate(rounds), "rounds": rounds, "peak_rss_mb": peak_rss_mb(),
+            "rss_after_imports_mb": base, "allocator": allocator_state()}
 
 
-def run_rss_children(widths, args, log) -> dict:
+def run_children(widths, args, log) -> dict:
+    """{"jax/1/default": {...}, "jax/1/tuned": {...}, "torch/1/default": ...}."""
     out = {}
     for n in widths:
         for fw in ("jax", "torch"):
-            cmd = [sys.executable, __file__, "--rss-child", fw, str(n), "--utterances", str(args.utterances),
-                   "--batch-size", str(args.batch_size)]
-            try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
-                out[f"{fw}/{n}"] = json.loads(res.stdout.strip().splitlines()[-1])
-            except (subprocess.SubprocessError, ValueError, IndexError) as e:
-                out[f"{fw}/{n}"] = {"error": str(e)[-300:]}
-            log(f"  peak RSS {fw} n={n}: {out[f'{fw}/{n}']}")
+            for malloc in ("default", "tuned"):
+                cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
+                       "--batch-size", str(args.batch_size), "--min-time", str(args.min_time),
+                       "--rounds", str(args.rounds)]
+                env = dict(os.environ, SERJAX_MALLOC="default" if malloc == "default" else "")
+                key = f"{fw}/{n}/{malloc}"
+                try:
+                    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
+                    out[key] = json.loads(res.stdout.strip().splitlines()[-1])
+                except (subprocess.SubprocessError, ValueError, IndexError) as e:
+                    out[key] = {"error": str(e)[-300:]}
+                log(f"  child {key}: {out[key].get('train_samples_per_s')} samples/s, "
+                    f"peak RSS {out[key].get('peak_rss_mb')} MB")
     return out
 
 
@@ -476,6 +497,79 @@ def fastest_by_seeds(rows) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- ablation
+
+ABLATION = (
+    ("plain", "flax BatchNorm + ReLU, nn.avg_pool, XLA's default compiler options"),
+    ("+options", "+ serjax's CPU compiler options (YNNPACK for reductions only)"),
+    ("+pool", "+ pooling as reshape-mean"),
+    ("serjax", "+ fused BatchNorm-ReLU with its closed-form VJP (= serjax)"),
+)
+
+
+def _ablation_trainer(variant: str, width_scale: int, num_utterances: int):
+    """serjax's Trainer with the fast path's pieces switched off (variant < "serjax")."""
+    import flax.linen as nn
+    import optax
+
+    import serjax.model as model_lib
+    from serjax.configlib import base_config
+    from serjax.cpu_tuning import compiler_options
+    from serjax.train import Trainer
+
+    class PlainBatchNormReLU(nn.Module):
+        momentum: float = 0.9
+        epsilon: float = 1e-5
+
+        @nn.compact
+        def __call__(self, x, train):
+            return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                                        epsilon=self.epsilon)(x))
+
+    level = [name for name, _ in ABLATION].index(variant)
+    saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2
+    if level < 3:
+        model_lib.BatchNormReLU = PlainBatchNormReLU
+    if level < 2:
+        model_lib.avg_pool_2x2 = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))
+    try:
+        cfg = base_config()
+        cfg.model.width_scale = width_scale
+        tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
+        trainer = Trainer(model_lib.build_model(cfg.model, NUM_CLASSES), tx, cfg.train.focal_gamma, num_utterances,
+                          "auto", compiler_options() if level >= 1 else None)
+        return trainer, (model_lib.BatchNormReLU, model_lib.avg_pool_2x2)
+    finally:
+        model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = saved
+
+
+def ablation(widths, data: Data, args, clock, log) -> list[dict]:
+    """Train samples/s of each ABLATION variant per n, alternating within rounds. The model is
+    traced at the first call, so each variant's first step runs with its pieces in place."""
+    import serjax.model as model_lib
+
+    rows = []
+    for n in widths:
+        contenders = {}
+        for variant, _ in ABLATION:
+            trainer, pieces = _ablation_trainer(variant, n, args.utterances)
+            saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2
+            model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = pieces
+            try:
+                contenders[variant] = JaxSeeds(variant, trainer, data, 1, args.batch_size, clock)
+            finally:
+                model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = saved
+        step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
+        res = alternate(contenders, "train", args.rounds, args.min_time, step_s, log)
+        row = {"n": n}
+        for name in contenders:
+            row[name] = {"train_samples_per_s": median_rate(res[name]), "rounds": res[name],
+                         "ratio_over_plain": paired_ratio(res[name], res["plain"])}
+        rows.append(row)
+        del contenders
+    return rows
+
+
 # --------------------------------------------------------------------------- report
 
 def markdown(res: dict) -> str:
@@ -502,20 +596,20 @@ def markdown(res: dict) -> str:
         "CPU threading. PyTorch: "
         "`bench/torch_reference.py` (same model, loss and optimizer; channels_last), eager, "
         f"`torch.set_num_threads({TORCH_THREADS})` and, for comparison, 1 thread.",
+        f"- This process (both frameworks): host allocator {s.get('host_allocator')}; JAX compiler options "
+        f"{s.get('compiler_options')} (`serjax/cpu_tuning.py`).",
         "",
         "## JAX vs PyTorch, per width scale n", "",
         "| n | widths | params (jax = torch) | JAX train | torch train (2 thr) | torch train (1 thr) "
         "| JAX/torch train | JAX/torch-1thr train | JAX eval | torch eval (2 thr) | torch eval (1 thr) "
-        "| JAX/torch eval | JAX compile s (train + eval) | peak RSS MB JAX / torch | load (1 min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| JAX/torch eval | JAX compile s (train + eval) | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     def rng(lo_hi):
         return f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}"
 
     for r in res["comparison"]:
         j, t, t1 = r["jax"], r["torch"], r["torch_1thread"]
-        rss = res.get("peak_rss", {})
-        rj, rt = rss.get(f"jax/{r['n']}", {}), rss.get(f"torch/{r['n']}", {})
         loads = [x["load_1min"] for c in (j, t, t1) for x in c["train_rounds"] + c["eval_rounds"]
                  if x["load_1min"] is not None]
         load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "?"
@@ -527,12 +621,48 @@ def markdown(res: dict) -> str:
             f"| {r['ratio_train_jax_over_torch_1thread']:.2f} "
             f"| {j['eval_samples_per_s']:.1f} | {t['eval_samples_per_s']:.1f} | {t1['eval_samples_per_s']:.1f} "
             f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
-            f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} "
-            f"| {rj.get('peak_rss_mb', '?')} / {rt.get('peak_rss_mb', '?')} | {load} |")
-    lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. "
-              "When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down sharply; the 1-thread "
-              "column and the per-round loads in the JSON show whether that happened. Peak RSS: a fresh child process per framework and n "
-              "(imports, data table, model, first train and eval calls, then one more of each).", ""]
+            f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |")
+    lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
+              "run in this process with serjax's allocator settings (part 1b shows each with glibc's "
+              "defaults too). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
+              "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.", ""]
+    ch = res.get("children")
+    if ch:
+        lines += ["## Host allocator: glibc defaults vs serjax's settings (fresh process each)", "",
+                  "| n | JAX, default malloc | JAX, serjax's | torch, default malloc | torch, serjax's "
+                  "| JAX (serjax's) / torch (default malloc) | JAX / torch, both serjax's "
+                  "| peak RSS MB JAX / torch (serjax's) | peak RSS MB JAX / torch (default) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in res["comparison"]:
+            n = r["n"]
+            g = {f"{fw}/{m}": ch.get(f"{fw}/{n}/{m}", {}) for fw in ("jax", "torch") for m in ("default", "tuned")}
+            rate = {k: v.get("train_samples_per_s") for k, v in g.items()}
+
+            def fmt(x):
+                return "?" if x is None else f"{x:.1f}"
+
+            both = (rate["jax/tuned"] / rate["torch/tuned"]) if rate["jax/tuned"] and rate["torch/tuned"] else None
+            lines.append(f"| {n} | {fmt(rate['jax/default'])} | {fmt(rate['jax/tuned'])} | {fmt(rate['torch/default'])} "
+                         f"| {fmt(rate['torch/tuned'])} | **{r.get('ratio_train_jax_over_torch_default_malloc', '?')}** "
+                         f"| {'?' if both is None else f'{both:.2f}'} "
+                         f"| {g['jax/tuned'].get('peak_rss_mb', '?')} / {g['torch/tuned'].get('peak_rss_mb', '?')} "
+                         f"| {g['jax/default'].get('peak_rss_mb', '?')} / {g['torch/default'].get('peak_rss_mb', '?')} |")
+        lines += ["", "Train samples/s, median of the rounds, one child process per cell (framework × n × allocator), "
+                  "run one after another, not interleaved. \"default malloc\": glibc as configured out of the box "
+                  "(SERJAX_MALLOC=default), which hands large temporaries back to the kernel after every step "
+                  "and page-faults them in again; \"serjax's\": `serjax.cpu_tuning.tune_host_allocator()` "
+                  "(one arena, no mmap'd blocks, no trimming), which launch.py applies to every serjax run. "
+                  "Peak RSS: the child's high-water mark (imports, data table, model, warm-up, timed steps).", ""]
+    ab = res.get("ablation")
+    if ab:
+        names = [name for name, _ in ABLATION]
+        lines += ["## The CPU fast path taken apart (this process, serjax's allocator settings)", "",
+                  "| n | " + " | ".join(f"`{x}`" for x in names) + " |", "|---|" + "---|" * len(names)]
+        for r in ab:
+            lines.append(f"| {r['n']} | " + " | ".join(
+                f"{r[x]['train_samples_per_s']:.1f} (×{r[x]['ratio_over_plain']:.2f})" for x in names) + " |")
+        lines += ["", "Train samples/s (×r: paired ratio over `plain`); each column adds one change to the "
+                  "one before: " + "; ".join(f"`{name}`: {text}" for name, text in ABLATION) + ".", ""]
     ss = res.get("seed_scaling")
     if ss:
         counts = sorted({r["S"] for r in ss["rows"]})
@@ -577,12 +707,17 @@ def main(argv=None) -> int:
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement (at least)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the framework comparison")
     parser.add_argument("--seed-rounds", type=int, default=2, help="rounds of the seed table")
-    parser.add_argument("--rss", action=argparse.BooleanOptionalAction, default=True,
-                        help="measure peak RSS in child processes")
-    parser.add_argument("--rss-child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--children", action=argparse.BooleanOptionalAction, default=True,
+                        help="part 1b: allocator settings and peak RSS in child processes")
+    parser.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
+                        help="part 1c: the CPU fast path taken apart")
+    parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.rss_child:
-        print(json.dumps(rss_child(args.rss_child[0], int(args.rss_child[1]), args.utterances, args.batch_size)))
+    from serjax.cpu_tuning import tune_host_allocator
+
+    allocator = tune_host_allocator()  # first thing, as launch.py (SERJAX_MALLOC=default: off)
+    if args.child:
+        print(json.dumps(child_run(args.child[0], int(args.child[1]), args)))
         return 0
     command = "python bench/bench_train.py" + "".join(
         f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
@@ -604,16 +739,26 @@ def main(argv=None) -> int:
                            "utterances": args.utterances, "min_time_s": args.min_time, "rounds": args.rounds,
                            "seed_rounds": args.seed_rounds, "torch_threads": TORCH_THREADS,
                            "torch_interop_threads": torch.get_num_interop_threads(),
-                           "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}}
+                           "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "host_allocator": allocator}}
     from serjax.train import resolve_seed_strategy
 
+    from serjax.cpu_tuning import compiler_options
+
     result["auto_strategy"] = resolve_seed_strategy("auto")
+    result["settings"]["compiler_options"] = compiler_options()
     result["comparison"] = compare_frameworks(args.widths, data, args, clock, log)
+    if args.ablation:
+        result["ablation"] = ablation(args.widths, data, args, clock, log)
     if args.seeds:
         result["seed_scaling"] = seed_scaling(args.seeds, data, args, clock, log)
     result["peak_rss_main_process_mb"] = peak_rss_mb()
-    if args.rss:
-        result["peak_rss"] = run_rss_children(args.widths, args, log)
+    if args.children:
+        result["children"] = run_children(args.widths, args, log)
+        for row in result["comparison"]:
+            jax_tuned = result["children"].get(f"jax/{row['n']}/tuned", {}).get("train_samples_per_s")
+            torch_default = result["children"].get(f"torch/{row['n']}/default", {}).get("train_samples_per_s")
+            if jax_tuned and torch_default:
+                row["ratio_train_jax_over_torch_default_malloc"] = round(jax_tuned / torch_default, 3)
     result["machine"]["loadavg_end"] = loadavg()
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
     out_dir = Path(args.out)

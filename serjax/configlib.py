@@ -72,7 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_every = 1                         # test-fold curves (never used to select)
     config.train.eval_batch_size = 64
     config.train.checkpoint_every = 5                   # epochs
-    config.train.seed_strategy = "auto"                 # auto | vmap | unroll | map
+    config.train.seed_strategy = "auto"                 # auto | vmap | unroll | map | chunks
     return config
 
 

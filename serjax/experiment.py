@@ -9,6 +9,7 @@ a run skips finished folds and resumes the others from their last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import signal
 import threading
@@ -127,11 +128,43 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
                            dtype=config.data.cache_dtype, load_workers=config.data.load_workers,
                            progress=progress)
     folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
-    table = jnp.concatenate([jnp.asarray(arrays[v]) for v in versions])
+    table = device_table([arrays[v] for v in versions])
     model = build_model(config.model, len(classes))
     trainer = trainer_for(model, config.train, len(labels))
     return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,
                     seeds_of(config))
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _put_rows(table, block, start):
+    return jax.lax.dynamic_update_slice(table, block, (start, 0, 0))
+
+
+def device_table(arrays) -> jax.Array:
+    """The [V·U, mels, frames] device table, filled in place one version at a time, so the
+    peak is the table plus one version (not the table twice, as a concatenate would make it).
+    Each memory-mapped cache file's pages are handed back after its copy: they would
+    otherwise stay in this process's resident set beside the table."""
+    u = len(arrays[0])
+    table = jnp.zeros((len(arrays) * u, *arrays[0].shape[1:]), arrays[0].dtype)
+    for i, array in enumerate(arrays):
+        table = _put_rows(table, jnp.asarray(array), i * u)
+        table.block_until_ready()
+        release_pages(array)
+    return table
+
+
+def release_pages(array) -> None:
+    """Drop a memory-mapped array's resident pages from this process (the data stays on disk
+    and in the page cache; the next read maps it again)."""
+    mm = getattr(array, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise"):
+        import mmap
+
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
 
 
 def _load_or_assign_folds(utterances, labels, config, workdir: Path):
@@ -162,6 +195,8 @@ def fold_statistics(prep: Prepared, fold: data_lib.Fold):
     """Normalisation and class weights, from the fitting part of the training fold only."""
     train_versions, _ = check_versions(prep.config)
     mean, std = data_lib.band_statistics([prep.arrays[v] for v in train_versions], fold.train)
+    for v in train_versions:
+        release_pages(prep.arrays[v])
     weights = class_weights(prep.labels[fold.train], len(prep.config.data.classes),
                             prep.config.train.class_weighting)
     return mean, std, weights

@@ -21,7 +21,8 @@ from serjax.cpu_tuning import compiler_options
 from serjax.errors import SerjaxError
 from serjax.losses import focal_loss
 
-SEED_STRATEGIES = ("auto", "vmap", "unroll", "map")
+SEED_STRATEGIES = ("auto", "vmap", "unroll", "map", "chunks")
+SEED_CHUNK = 2  # seeds per jitted call under "chunks"
 
 
 class TrainState(train_state.TrainState):
@@ -35,18 +36,36 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
 
 
 def resolve_seed_strategy(strategy: str) -> str:
-    """`auto`: vmap on accelerators, unroll on the CPU.
+    """`auto`: vmap on accelerators, chunks on the CPU.
 
     Measured on 2 CPU cores (results/bench/train.md, n = 1, 64 × 601): vmapping S seeds
-    makes XLA's CPU convolutions grouped ones, 3-4× slower per model in total than S runs one
-    after the other; lax.map runs its loop body ~10× slower; unrolling the S single-seed steps
-    in one jitted function matches running them in sequence (×0.98-1.06).
+    makes XLA's CPU convolutions grouped ones, well below S runs one after the other; lax.map
+    runs its loop body ~10× slower; unrolling S single-seed steps in one jitted function gains
+    over separate runs at S = 2 (XLA overlaps the two) but loses from S = 4 on (0.6× at S = 8),
+    so `chunks` unrolls SEED_CHUNK seeds per jitted call and runs the chunks one after another.
     """
     if strategy not in SEED_STRATEGIES:
         raise SerjaxError(f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}")
     if strategy == "auto":
-        return "unroll" if jax.default_backend() == "cpu" else "vmap"
+        return "chunks" if jax.default_backend() == "cpu" else "vmap"
     return strategy
+
+
+def _in_chunks(jitted: Callable, shared: tuple[int, ...], num_args: int, chunk: int) -> Callable:
+    """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
+    the outputs concatenated back along the seed axis."""
+    def run(*args):
+        first = next(i for i in range(num_args) if i not in shared)
+        seeds = jax.tree_util.tree_leaves(args[first])[0].shape[0]
+        if seeds <= chunk:
+            return jitted(*args)
+        outs = []
+        for start in range(0, seeds, chunk):
+            part = [a if i in shared else jax.tree_util.tree_map(lambda x, s=start: x[s:s + chunk], a)
+                    for i, a in enumerate(args)]
+            outs.append(jitted(*part))
+        return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
+    return run
 
 
 def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: int) -> Callable:
@@ -118,10 +137,16 @@ class Trainer:
             return {name: value["channel_weights"][0]
                     for name, value in inter.get("intermediates", {}).items()}
 
-        jit = functools.partial(jax.jit, compiler_options=compiler_options)
-        self.train_step = jit(_over_seeds(train_step, self.strategy, (2, 3, 4, 5, 6, 7), 8), donate_argnums=0)
-        self.eval_step = jit(_over_seeds(eval_step, self.strategy, (1, 2, 3, 4), 5))
-        self.eca_step = jit(_over_seeds(eca_step, self.strategy, (1, 2, 3, 4), 5))
+        inner = "unroll" if self.strategy == "chunks" else self.strategy
+
+        def compiled(fn, shared, num_args, **jit_args):
+            jitted = jax.jit(_over_seeds(fn, inner, shared, num_args), compiler_options=compiler_options,
+                             **jit_args)
+            return _in_chunks(jitted, shared, num_args, SEED_CHUNK) if self.strategy == "chunks" else jitted
+
+        self.train_step = compiled(train_step, (2, 3, 4, 5, 6, 7), 8, donate_argnums=0)
+        self.eval_step = compiled(eval_step, (1, 2, 3, 4), 5)
+        self.eca_step = compiled(eca_step, (1, 2, 3, 4), 5)
 
         def init_one(key, input_shape):
             variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))

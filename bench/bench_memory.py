@@ -1,0 +1,136 @@
+"""Peak memory of a run with all 8 STFT versions (multi-STFT augmentation) on a 2943-utterance
+corpus: the real pipeline, stage by stage.
+
+    python bench/bench_memory.py [--width-scale 4] [--steps 20] [--out results/bench]
+
+Runs serjax.experiment.prepare on the built-in synthetic corpus (2943 utterances, as the
+paper's IEMOCAP subset) with experiment.train_versions = 1..8: the corpus is generated if
+missing, the float16 feature cache filled for all 8 versions, the [8·U, 64, 601] device table
+built, then fold 1's jitted train step runs --steps steps on augmented batches and its test
+fold is evaluated in full, as serjax.experiment.train_fold does each epoch. The process's
+peak RSS (VmHWM) is recorded after every stage. An epoch repeats these same steps on
+buffers of the same shapes, so later epochs and folds do not raise the peak.
+
+Writes memory.json and memory.md to --out. The cache goes to --cache (default: a temporary
+folder, removed afterwards) so the measurement includes building it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import loadavg, machine_info  # noqa: E402  (bench/machine.py)
+
+LIMIT_MB = 6 * 1024
+
+
+def rss_mb() -> dict:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":")
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"peak_rss_mb": out.get("VmHWM"), "rss_mb": out.get("VmRSS")}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width-scale", type=int, default=4, help="model width n (default: the paper config's)")
+    parser.add_argument("--steps", type=int, default=20, help="train steps on fold 1")
+    parser.add_argument("--cache", default=None, help="cache folder (default: a temporary one)")
+    parser.add_argument("--out", default="results/bench")
+    args = parser.parse_args(argv)
+
+    from serjax.cpu_tuning import tune_host_allocator
+
+    allocator = tune_host_allocator()  # as launch.py
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from serjax import experiment
+    from serjax.configlib import base_config
+    from serjax.train import epoch_batches, seed_keys
+
+    started = time.perf_counter()
+    stages = []
+
+    def stage(name):
+        stages.append({"stage": name, "after_s": round(time.perf_counter() - started, 1), **rss_mb()})
+        print(f"[{stages[-1]['after_s']:7.1f} s] {name}: {stages[-1]}", flush=True)
+
+    stage("imports")
+    cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="serjax-mem-"))
+    workdir = Path(tempfile.mkdtemp(prefix="serjax-mem-run-"))
+    config = base_config()
+    config.cache_dir = str(cache)
+    config.experiment.train_versions = tuple(range(1, 9))
+    config.experiment.test_version = 8
+    config.model.width_scale = args.width_scale
+    try:
+        prep = experiment.prepare(config, workdir, progress=False)
+        jax.block_until_ready(prep.table)
+        stage("prepare: corpus, feature cache (8 versions), device table")
+        fold = experiment.split_fold(prep, 0)
+        mean, std, weights = (jnp.asarray(a) for a in experiment.fold_statistics(prep, fold))
+        states = prep.trainer.init(seed_keys(prep.seeds, 0), prep.table.shape[1:])
+        train_rows = np.concatenate([prep.rows(v, fold.train) for v in prep.versions
+                                     if v in config.experiment.train_versions])
+        batches = epoch_batches(train_rows, config.train.batch_size, prep.seeds, 0, 0)
+        labels = jnp.asarray(prep.labels)
+        lr = jnp.float32(config.train.learning_rate)
+        for step in range(min(args.steps, len(batches))):
+            states, out = prep.trainer.train_step(states, jnp.asarray(batches[step]), prep.table, labels,
+                                                  weights, mean, std, lr)
+        jax.block_until_ready(out)
+        stage(f"fold 1: {min(args.steps, len(batches))} train steps on augmented batches "
+              f"({len(train_rows)} training rows)")
+        test_rows = prep.rows(config.experiment.test_version, fold.test)
+        prep.trainer.predict(states, prep.table, test_rows, mean, std, config.train.eval_batch_size)
+        stage(f"fold 1: test fold evaluated ({len(test_rows)} utterances)")
+        table_mb = round(prep.table.size * prep.table.dtype.itemsize / 2**20, 1)
+        utterances = len(prep.labels)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.cache:
+            shutil.rmtree(cache, ignore_errors=True)
+
+    peak = max(s["peak_rss_mb"] for s in stages)
+    result = {"command": "python bench/bench_memory.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine_info(), "loadavg_end": loadavg(), "jax": jax.__version__,
+              "backend": jax.default_backend(), "host_allocator": allocator,
+              "utterances": utterances, "versions": 8, "width_scale": args.width_scale,
+              "device_table_mb": table_mb, "stages": stages, "peak_rss_mb": peak, "limit_mb": LIMIT_MB,
+              "under_limit": peak < LIMIT_MB, "wall_time_s": round(time.perf_counter() - started, 1)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["# Peak memory: 2943 utterances × all 8 STFT versions (augmentation), CPU", "",
+             f"Command: `{result['command']}`", "",
+             f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
+             f"{result['machine']['cores']} cores; jax {result['jax']} ({result['backend']})",
+             f"- {utterances} synthetic utterances, versions 1-8 in one float16 device table of {table_mb} MB; "
+             f"model n = {args.width_scale}; host allocator {allocator}",
+             f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})", "",
+             "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |", "|---|---|---|---|"]
+    lines += [f"| {s['stage']} | {s['after_s']} | {s['peak_rss_mb']} | {s['rss_mb']} |" for s in stages]
+    (out / "memory.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'memory.json'} and {out / 'memory.md'}")
+    return 0 if result["under_limit"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
