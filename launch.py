@@ -71,7 +71,7 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from serjax.cpu_tuning import tune_host_allocator
 
-    tune_host_allocator()  # before JAX starts its threads (serjax/cpu_tuning.py)
+    tune_host_allocator()  # SERJAX_MALLOC=tuned: before JAX starts its threads (serjax/cpu_tuning.py)
     from serjax import cli  # heavy imports after flag parsing, so --help stays quick
     from serjax.errors import SerjaxError
 

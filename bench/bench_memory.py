@@ -7,9 +7,10 @@ Runs serjax.experiment.prepare on the built-in synthetic corpus (2943 utterances
 paper's IEMOCAP subset) with experiment.train_versions = 1..8: the corpus is generated if
 missing, the float16 feature cache filled for all 8 versions, the [8·U, 64, 601] device table
 built, then fold 1's jitted train step runs --steps steps on augmented batches and its test
-fold is evaluated in full, as serjax.experiment.train_fold does each epoch. The process's
-peak RSS (VmHWM) is recorded after every stage. An epoch repeats these same steps on
-buffers of the same shapes, so later epochs and folds do not raise the peak.
+fold is evaluated in full, as serjax.experiment.train_fold does each epoch (by default a
+whole epoch, its evaluation, then the first 20 steps of epoch 2 and another evaluation). The
+process's peak RSS (VmHWM) is recorded after every stage. Later epochs and folds repeat the
+same steps on buffers of the same shapes.
 
 Writes memory.json and memory.md to --out. The cache goes to --cache (default: a temporary
 folder, removed afterwards) so the measurement includes building it.
@@ -48,7 +49,8 @@ def rss_mb() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width-scale", type=int, default=4, help="model width n (default: the paper config's)")
-    parser.add_argument("--steps", type=int, default=20, help="train steps on fold 1")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="train steps on fold 1 (0: a whole epoch, its evaluation, then 20 steps of the next)")
     parser.add_argument("--cache", default=None, help="cache folder (default: a temporary one)")
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args(argv)
@@ -88,18 +90,21 @@ def main(argv=None) -> int:
         states = prep.trainer.init(seed_keys(prep.seeds, 0), prep.table.shape[1:])
         train_rows = np.concatenate([prep.rows(v, fold.train) for v in prep.versions
                                      if v in config.experiment.train_versions])
-        batches = epoch_batches(train_rows, config.train.batch_size, prep.seeds, 0, 0)
         labels = jnp.asarray(prep.labels)
         lr = jnp.float32(config.train.learning_rate)
-        for step in range(min(args.steps, len(batches))):
-            states, out = prep.trainer.train_step(states, jnp.asarray(batches[step]), prep.table, labels,
-                                                  weights, mean, std, lr)
-        jax.block_until_ready(out)
-        stage(f"fold 1: {min(args.steps, len(batches))} train steps on augmented batches "
-              f"({len(train_rows)} training rows)")
         test_rows = prep.rows(config.experiment.test_version, fold.test)
-        prep.trainer.predict(states, prep.table, test_rows, mean, std, config.train.eval_batch_size)
-        stage(f"fold 1: test fold evaluated ({len(test_rows)} utterances)")
+        epochs = [(0, args.steps)] if args.steps > 0 else [(0, None), (1, 20)]
+        for epoch, limit in epochs:
+            batches = epoch_batches(train_rows, config.train.batch_size, prep.seeds, 0, epoch)
+            steps = len(batches) if limit is None else min(limit, len(batches))
+            for step in range(steps):
+                states, out = prep.trainer.train_step(states, jnp.asarray(batches[step]), prep.table, labels,
+                                                      weights, mean, std, lr)
+            jax.block_until_ready(out)
+            stage(f"fold 1, epoch {epoch + 1}: {steps} of {len(batches)} train steps on augmented batches "
+                  f"({len(train_rows)} training rows)")
+            prep.trainer.predict(states, prep.table, test_rows, mean, std, config.train.eval_batch_size)
+            stage(f"fold 1, epoch {epoch + 1}: test fold evaluated ({len(test_rows)} utterances)")
         table_mb = round(prep.table.size * prep.table.dtype.itemsize / 2**20, 1)
         utterances = len(prep.labels)
     finally:

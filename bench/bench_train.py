@@ -24,7 +24,7 @@ in this process, alternating.
 
 Part 2, seed scaling at n = 1: total train samples/s with S seeds for every strategy in
 `serjax.train.SEED_STRATEGIES` except `auto` (vmap, unroll, map: S stacked seeds in one jitted
-step), and `sequence`: S single-seed runs (serjax's `auto` step with one seed) one after the
+step; chunks: two per jitted call), and `sequence`: S single-seed runs (serjax's `auto` step with one seed) one after the
 other, each measurement advancing run 1 by k steps, then run 2, ...
 
 Writes train.json and train.md to --out.
@@ -394,7 +394,7 @@ def run_children(widths, args, log) -> dict:
                 cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
                        "--batch-size", str(args.batch_size), "--min-time", str(args.min_time),
                        "--rounds", str(args.rounds)]
-                env = dict(os.environ, SERJAX_MALLOC="default" if malloc == "default" else "")
+                env = dict(os.environ, SERJAX_MALLOC=malloc)
                 key = f"{fw}/{n}/{malloc}"
                 try:
                     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
@@ -623,16 +623,16 @@ def markdown(res: dict) -> str:
             f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
             f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |")
     lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
-              "run in this process with serjax's allocator settings (part 1b shows each with glibc's "
+              "run in this process with the tuned allocator (the next table shows each with glibc's "
               "defaults too). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
               "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.", ""]
     ch = res.get("children")
     if ch:
-        lines += ["## Host allocator: glibc defaults vs serjax's settings (fresh process each)", "",
-                  "| n | JAX, default malloc | JAX, serjax's | torch, default malloc | torch, serjax's "
-                  "| JAX (serjax's) / torch (default malloc) | JAX / torch, both serjax's "
-                  "| peak RSS MB JAX / torch (serjax's) | peak RSS MB JAX / torch (default) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["## Host allocator: glibc's defaults vs tuned (fresh process each)", "",
+                  "| n | JAX, default malloc | JAX, tuned | torch, default malloc | torch, tuned "
+                  "| JAX / torch, both default | JAX tuned / torch default | JAX / torch, both tuned "
+                  "| peak RSS MB JAX / torch (tuned) | peak RSS MB JAX / torch (default) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["comparison"]:
             n = r["n"]
             g = {f"{fw}/{m}": ch.get(f"{fw}/{n}/{m}", {}) for fw in ("jax", "torch") for m in ("default", "tuned")}
@@ -641,22 +641,24 @@ def markdown(res: dict) -> str:
             def fmt(x):
                 return "?" if x is None else f"{x:.1f}"
 
-            both = (rate["jax/tuned"] / rate["torch/tuned"]) if rate["jax/tuned"] and rate["torch/tuned"] else None
+            def ratio(a, b):
+                return "?" if not (rate[a] and rate[b]) else f"{rate[a] / rate[b]:.2f}"
+
             lines.append(f"| {n} | {fmt(rate['jax/default'])} | {fmt(rate['jax/tuned'])} | {fmt(rate['torch/default'])} "
-                         f"| {fmt(rate['torch/tuned'])} | **{r.get('ratio_train_jax_over_torch_default_malloc', '?')}** "
-                         f"| {'?' if both is None else f'{both:.2f}'} "
+                         f"| {fmt(rate['torch/tuned'])} | **{ratio('jax/default', 'torch/default')}** "
+                         f"| {ratio('jax/tuned', 'torch/default')} | {ratio('jax/tuned', 'torch/tuned')} "
                          f"| {g['jax/tuned'].get('peak_rss_mb', '?')} / {g['torch/tuned'].get('peak_rss_mb', '?')} "
                          f"| {g['jax/default'].get('peak_rss_mb', '?')} / {g['torch/default'].get('peak_rss_mb', '?')} |")
         lines += ["", "Train samples/s, median of the rounds, one child process per cell (framework × n × allocator), "
                   "run one after another, not interleaved. \"default malloc\": glibc as configured out of the box "
-                  "(SERJAX_MALLOC=default), which hands large temporaries back to the kernel after every step "
-                  "and page-faults them in again; \"serjax's\": `serjax.cpu_tuning.tune_host_allocator()` "
-                  "(one arena, no mmap'd blocks, no trimming), which launch.py applies to every serjax run. "
+                  "(serjax's default), which hands large temporaries back to the kernel after every step "
+                  "and page-faults them in again; \"tuned\": `serjax.cpu_tuning.tune_host_allocator()` "
+                  "(one arena, no mmap'd blocks, no trimming; opt-in for serjax runs: SERJAX_MALLOC=tuned). "
                   "Peak RSS: the child's high-water mark (imports, data table, model, warm-up, timed steps).", ""]
     ab = res.get("ablation")
     if ab:
         names = [name for name, _ in ABLATION]
-        lines += ["## The CPU fast path taken apart (this process, serjax's allocator settings)", "",
+        lines += ["## The CPU fast path taken apart (this process, tuned allocator)", "",
                   "| n | " + " | ".join(f"`{x}`" for x in names) + " |", "|---|" + "---|" * len(names)]
         for r in ab:
             lines.append(f"| {r['n']} | " + " | ".join(
@@ -678,9 +680,10 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
         lines += ["", "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
                   "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
-                  "the others are `serjax.train` strategies with S stacked seeds in one jitted step: "
-                  "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one function), "
-                  f"`map` (lax.map). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.", "",
+                  "the others are `serjax.train` strategies with S stacked seeds: "
+                  "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted function), "
+                  "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one after "
+                  f"another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.", "",
                   f"Fastest per S (within {ss['fastest_tolerance']:.0%} of the top rate): "
                   + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in ss["fastest_by_S"].items()), "",
                   "| S | strategy | compile s |", "|---|---|---|"]
@@ -715,7 +718,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from serjax.cpu_tuning import tune_host_allocator
 
-    allocator = tune_host_allocator()  # first thing, as launch.py (SERJAX_MALLOC=default: off)
+    # first thing (before any thread starts); on unless SERJAX_MALLOC=default (launch.py: opt-in)
+    allocator = tune_host_allocator(os.environ.get("SERJAX_MALLOC", "").lower() != "default")
     if args.child:
         print(json.dumps(child_run(args.child[0], int(args.child[1]), args)))
         return 0
@@ -757,8 +761,11 @@ def main(argv=None) -> int:
         for row in result["comparison"]:
             jax_tuned = result["children"].get(f"jax/{row['n']}/tuned", {}).get("train_samples_per_s")
             torch_default = result["children"].get(f"torch/{row['n']}/default", {}).get("train_samples_per_s")
+            jax_default = result["children"].get(f"jax/{row['n']}/default", {}).get("train_samples_per_s")
             if jax_tuned and torch_default:
                 row["ratio_train_jax_over_torch_default_malloc"] = round(jax_tuned / torch_default, 3)
+            if jax_default and torch_default:
+                row["ratio_train_jax_over_torch_both_default_malloc"] = round(jax_default / torch_default, 3)
     result["machine"]["loadavg_end"] = loadavg()
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
     out_dir = Path(args.out)

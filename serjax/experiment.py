@@ -25,7 +25,7 @@ from serjax import data as data_lib
 from serjax import features
 from serjax.checkpoints import FoldCheckpoints
 from serjax.corpora import load_corpus
-from serjax.cpu_tuning import allocator_state, compiler_options
+from serjax.cpu_tuning import allocator_state, compiler_options, release_free_memory
 from serjax.errors import SerjaxError
 from serjax.feature_cache import load_features
 from serjax.fileio import write_json, write_text
@@ -129,6 +129,7 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
                            progress=progress)
     folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
     table = device_table([arrays[v] for v in versions])
+    release_free_memory()
     model = build_model(config.model, len(classes))
     trainer = trainer_for(model, config.train, len(labels))
     return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,

@@ -3,12 +3,8 @@
 
 import pytest
 
-from serjax.cpu_tuning import tune_host_allocator
-
-tune_host_allocator()  # as launch.py does: faster steps, fewer page faults (serjax/cpu_tuning.py)
-
-from serjax import experiment  # noqa: E402
-from serjax.configlib import base_config  # noqa: E402
+from serjax import experiment
+from serjax.configlib import base_config
 
 EPOCHS = 3
 

@@ -1,6 +1,8 @@
 """The CPU fast path (serjax/cpu_tuning.py and the fused layers in serjax/model.py) computes
 what the plain flax/XLA path computes: same outputs, gradients and updated state."""
 
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -123,9 +125,15 @@ def test_compiler_options_can_be_switched_off(monkeypatch):
     assert cpu_tuning.compiler_options() is None
 
 
-def test_host_allocator_tuning_is_idempotent_and_can_be_switched_off(monkeypatch):
-    first = cpu_tuning.tune_host_allocator()
-    assert cpu_tuning.tune_host_allocator() == first == cpu_tuning.allocator_state()
+def test_host_allocator_tuning_is_opt_in_and_idempotent(monkeypatch):
     monkeypatch.setattr(cpu_tuning, "_ALLOCATOR_STATE", {})
-    monkeypatch.setenv("SERJAX_MALLOC", "default")
-    assert cpu_tuning.tune_host_allocator() == {"tuned": False, "why": "SERJAX_MALLOC=default"}
+    monkeypatch.delenv("SERJAX_MALLOC", raising=False)
+    off = cpu_tuning.tune_host_allocator()
+    assert off["tuned"] is False and "SERJAX_MALLOC=tuned" in off["why"]
+    assert cpu_tuning.tune_host_allocator(True) == off  # decided once per process
+    monkeypatch.setattr(cpu_tuning, "_ALLOCATOR_STATE", {})
+    monkeypatch.setenv("SERJAX_MALLOC", "tuned")
+    on = cpu_tuning.tune_host_allocator()
+    if sys.platform.startswith("linux"):
+        assert on["tuned"] is True and all(on["mallopt"].values())
+    assert cpu_tuning.allocator_state() == on
