@@ -33,6 +33,7 @@ Writes train.json and train.md to --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -507,15 +508,14 @@ ABLATION = (
 )
 
 
-def _ablation_trainer(variant: str, width_scale: int, num_utterances: int):
-    """serjax's Trainer with the fast path's pieces switched off (variant < "serjax")."""
+@contextlib.contextmanager
+def _ablation_pieces(level: int):
+    """serjax.model with the fast path's layers switched off below `level` (an ABLATION
+    index) while the block runs. The model is traced at a trainer's first call, so the
+    trainer must be built and first called inside the block."""
     import flax.linen as nn
-    import optax
 
     import serjax.model as model_lib
-    from serjax.configlib import base_config
-    from serjax.cpu_tuning import compiler_options
-    from serjax.train import Trainer
 
     class PlainBatchNormReLU(nn.Module):
         momentum: float = 0.9
@@ -526,39 +526,37 @@ def _ablation_trainer(variant: str, width_scale: int, num_utterances: int):
             return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
                                         epsilon=self.epsilon)(x))
 
-    level = [name for name, _ in ABLATION].index(variant)
     saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2
     if level < 3:
         model_lib.BatchNormReLU = PlainBatchNormReLU
     if level < 2:
         model_lib.avg_pool_2x2 = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))
     try:
-        cfg = base_config()
-        cfg.model.width_scale = width_scale
-        tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
-        trainer = Trainer(model_lib.build_model(cfg.model, NUM_CLASSES), tx, cfg.train.focal_gamma, num_utterances,
-                          "auto", compiler_options() if level >= 1 else None)
-        return trainer, (model_lib.BatchNormReLU, model_lib.avg_pool_2x2)
+        yield
     finally:
         model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = saved
 
 
 def ablation(widths, data: Data, args, clock, log) -> list[dict]:
-    """Train samples/s of each ABLATION variant per n, alternating within rounds. The model is
-    traced at the first call, so each variant's first step runs with its pieces in place."""
-    import serjax.model as model_lib
+    """Train samples/s of each ABLATION variant per n, alternating within rounds."""
+    import optax
 
+    from serjax.configlib import base_config
+    from serjax.cpu_tuning import compiler_options
+    from serjax.model import build_model
+    from serjax.train import Trainer
+
+    cfg = base_config()
     rows = []
     for n in widths:
+        cfg.model.width_scale = n
         contenders = {}
-        for variant, _ in ABLATION:
-            trainer, pieces = _ablation_trainer(variant, n, args.utterances)
-            saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2
-            model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = pieces
-            try:
+        for level, (variant, _) in enumerate(ABLATION):
+            with _ablation_pieces(level):
+                tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
+                trainer = Trainer(build_model(cfg.model, NUM_CLASSES), tx, cfg.train.focal_gamma, args.utterances,
+                                  "auto", compiler_options() if level >= 1 else None)
                 contenders[variant] = JaxSeeds(variant, trainer, data, 1, args.batch_size, clock)
-            finally:
-                model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = saved
         step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
         res = alternate(contenders, "train", args.rounds, args.min_time, step_s, log)
         row = {"n": n}

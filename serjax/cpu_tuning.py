@@ -42,6 +42,11 @@ _ALLOCATOR_STATE: dict = {}
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
+@functools.lru_cache(maxsize=1)
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def tune_host_allocator(enable: bool | None = None) -> dict:
     """Ask glibc to reuse freed memory instead of returning it to the kernel (see above).
     enable=None: only if SERJAX_MALLOC=tuned is set. Idempotent; a no-op (saying why) when
@@ -57,8 +62,7 @@ def tune_host_allocator(enable: bool | None = None) -> dict:
         _ALLOCATOR_STATE.update(tuned=False, why=f"not glibc ({sys.platform})")
         return dict(_ALLOCATOR_STATE)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError) as e:
         _ALLOCATOR_STATE.update(tuned=False, why=f"no mallopt: {e}")
         return dict(_ALLOCATOR_STATE)
@@ -77,7 +81,7 @@ def release_free_memory() -> None:
     if not _ALLOCATOR_STATE.get("tuned"):
         return
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):
         pass
 

@@ -62,8 +62,13 @@ def _bn_relu_fwd(x, scale, bias, epsilon):
     mean = x.mean(axes)
     var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
     inv = jax.lax.rsqrt(var + epsilon)
-    out = nn.relu((x - mean) * (inv * scale) + bias)
+    out = _normalize_relu(x, mean, inv, scale, bias)
     return (out, mean, var), (x, mean, inv, scale, out)
+
+
+def _normalize_relu(x, mean, inv_std, scale, bias):
+    """relu((x − mean) / std · scale + bias), as nn.BatchNorm normalises."""
+    return nn.relu((x - mean) * (inv_std * scale) + bias)
 
 
 def _bn_relu_bwd(epsilon, residuals, cotangents):
@@ -100,8 +105,7 @@ class BatchNormReLU(nn.Module):
         scale = self.param("scale", nn.initializers.ones, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
         if not train:
-            inv = jax.lax.rsqrt(ra_var.value + self.epsilon)
-            return nn.relu((x - ra_mean.value) * (inv * scale) + bias)
+            return _normalize_relu(x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias)
         out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean

@@ -51,12 +51,17 @@ def resolve_seed_strategy(strategy: str) -> str:
     return strategy
 
 
+def _num_seeds(args, shared: tuple[int, ...]) -> int:
+    """S, the leading axis of the first per-seed (not shared) argument."""
+    first = next(i for i in range(len(args)) if i not in shared)
+    return jax.tree_util.tree_leaves(args[first])[0].shape[0]
+
+
 def _in_chunks(jitted: Callable, shared: tuple[int, ...], num_args: int, chunk: int) -> Callable:
     """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
     the outputs concatenated back along the seed axis."""
     def run(*args):
-        first = next(i for i in range(num_args) if i not in shared)
-        seeds = jax.tree_util.tree_leaves(args[first])[0].shape[0]
+        seeds = _num_seeds(args, shared)
         if seeds <= chunk:
             return jitted(*args)
         outs = []
@@ -78,7 +83,7 @@ def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: 
 
     if strategy == "unroll":
         def unrolled(*args):
-            seeds = jax.tree_util.tree_leaves(args[next(i for i in range(num_args) if i not in shared)])[0].shape[0]
+            seeds = _num_seeds(args, shared)
             outs = [fn(*per_seed_args(args, lambda tree, s=s: jax.tree_util.tree_map(lambda x: x[s], tree)))
                     for s in range(seeds)]
             return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
