@@ -1,16 +1,15 @@
 """Peak memory of a run with all 8 STFT versions (multi-STFT augmentation) on a 2943-utterance
 corpus: the real pipeline, stage by stage.
 
-    python bench/bench_memory.py [--width-scale 4] [--steps 20] [--out results/bench]
+    python bench/bench_memory.py [--width-scale 4] [--epochs 1] [--out results/bench]
 
 Runs serjax.experiment.prepare on the built-in synthetic corpus (2943 utterances, as the
 paper's IEMOCAP subset) with experiment.train_versions = 1..8: the corpus is generated if
 missing, the float16 feature cache filled for all 8 versions, the [8·U, 64, 601] device table
-built, then fold 1's jitted train step runs --steps steps on augmented batches and its test
-fold is evaluated in full, as serjax.experiment.train_fold does each epoch (by default a
-whole epoch, its evaluation, then the first 20 steps of epoch 2 and another evaluation). The
-process's peak RSS (VmHWM) is recorded after every stage. Later epochs and folds repeat the
-same steps on buffers of the same shapes.
+built, then serjax.experiment.train_fold trains fold 1 for --epochs epochs (each epoch: every
+augmented batch, the test fold evaluated, a checkpoint). The process's peak RSS (VmHWM) is
+recorded after every stage. Later epochs and folds repeat the same steps on buffers of the
+same shapes.
 
 Writes memory.json and memory.md to --out. The cache goes to --cache (default: a temporary
 folder, removed afterwards) so the measurement includes building it.
@@ -49,8 +48,7 @@ def rss_mb() -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width-scale", type=int, default=4, help="model width n (default: the paper config's)")
-    parser.add_argument("--steps", type=int, default=0,
-                        help="train steps on fold 1 (0: a whole epoch, its evaluation, then 20 steps of the next)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of fold 1")
     parser.add_argument("--cache", default=None, help="cache folder (default: a temporary one)")
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args(argv)
@@ -59,12 +57,9 @@ def main(argv=None) -> int:
 
     allocator = tune_host_allocator()  # as launch.py
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
     from serjax import experiment
     from serjax.configlib import base_config
-    from serjax.train import epoch_batches, seed_keys
 
     started = time.perf_counter()
     stages = []
@@ -81,30 +76,16 @@ def main(argv=None) -> int:
     config.experiment.train_versions = tuple(range(1, 9))
     config.experiment.test_version = 8
     config.model.width_scale = args.width_scale
+    config.train.epochs = args.epochs
     try:
         prep = experiment.prepare(config, workdir, progress=False)
         jax.block_until_ready(prep.table)
         stage("prepare: corpus, feature cache (8 versions), device table")
         fold = experiment.split_fold(prep, 0)
-        mean, std, weights = (jnp.asarray(a) for a in experiment.fold_statistics(prep, fold))
-        states = prep.trainer.init(seed_keys(prep.seeds, 0), prep.table.shape[1:])
-        train_rows = np.concatenate([prep.rows(v, fold.train) for v in prep.versions
-                                     if v in config.experiment.train_versions])
-        labels = jnp.asarray(prep.labels)
-        lr = jnp.float32(config.train.learning_rate)
-        test_rows = prep.rows(config.experiment.test_version, fold.test)
-        epochs = [(0, args.steps)] if args.steps > 0 else [(0, None), (1, 20)]
-        for epoch, limit in epochs:
-            batches = epoch_batches(train_rows, config.train.batch_size, prep.seeds, 0, epoch)
-            steps = len(batches) if limit is None else min(limit, len(batches))
-            for step in range(steps):
-                states, out = prep.trainer.train_step(states, jnp.asarray(batches[step]), prep.table, labels,
-                                                      weights, mean, std, lr)
-            jax.block_until_ready(out)
-            stage(f"fold 1, epoch {epoch + 1}: {steps} of {len(batches)} train steps on augmented batches "
-                  f"({len(train_rows)} training rows)")
-            prep.trainer.predict(states, prep.table, test_rows, mean, std, config.train.eval_batch_size)
-            stage(f"fold 1, epoch {epoch + 1}: test fold evaluated ({len(test_rows)} utterances)")
+        experiment.train_fold(prep, 0, workdir, progress=False)
+        stage(f"fold 1: {config.train.epochs} epoch(s) of serjax.experiment.train_fold on "
+              f"{len(fold.train)} × {len(config.experiment.train_versions)} augmented training rows, each "
+              f"evaluated on the {len(fold.test)}-utterance test fold, checkpoints saved")
         table_mb = round(prep.table.size * prep.table.dtype.itemsize / 2**20, 1)
         utterances = len(prep.labels)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import mmap
 import signal
 import threading
 import time
@@ -160,8 +161,6 @@ def release_pages(array) -> None:
     and in the page cache; the next read maps it again)."""
     mm = getattr(array, "_mmap", None)
     if mm is not None and hasattr(mm, "madvise"):
-        import mmap
-
         try:
             mm.madvise(mmap.MADV_DONTNEED)
         except (OSError, ValueError):

@@ -57,7 +57,7 @@ def _num_seeds(args, shared: tuple[int, ...]) -> int:
     return jax.tree_util.tree_leaves(args[first])[0].shape[0]
 
 
-def _in_chunks(jitted: Callable, shared: tuple[int, ...], num_args: int, chunk: int) -> Callable:
+def _in_chunks(jitted: Callable, shared: tuple[int, ...], chunk: int) -> Callable:
     """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
     the outputs concatenated back along the seed axis."""
     def run(*args):
@@ -110,7 +110,6 @@ class Trainer:
     def __init__(self, model, tx, gamma: float, num_utterances: int, seed_strategy: str = "auto",
                  compiler_options: dict | None = None):
         self.model = model
-        self.compiler_options = compiler_options
         self.tx = tx
         self.strategy = resolve_seed_strategy(seed_strategy)
         U = num_utterances
@@ -147,7 +146,7 @@ class Trainer:
         def compiled(fn, shared, num_args, **jit_args):
             jitted = jax.jit(_over_seeds(fn, inner, shared, num_args), compiler_options=compiler_options,
                              **jit_args)
-            return _in_chunks(jitted, shared, num_args, SEED_CHUNK) if self.strategy == "chunks" else jitted
+            return _in_chunks(jitted, shared, SEED_CHUNK) if self.strategy == "chunks" else jitted
 
         self.train_step = compiled(train_step, (2, 3, 4, 5, 6, 7), 8, donate_argnums=0)
         self.eval_step = compiled(eval_step, (1, 2, 3, 4), 5)
