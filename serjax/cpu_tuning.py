@@ -8,8 +8,8 @@ results/bench/train.md (same mathematics; tested in tests/test_cpu_tuning.py).
    `tune_host_allocator()` asks glibc (mallopt) for one arena, no mmap'd blocks and no
    trimming, so freed memory is reused: 1.1-1.3× faster steps. It is opt-in
    (SERJAX_MALLOC=tuned), because it trades memory for that speed: the single heap
-   fragments, and a 2943-utterance run with all 8 versions at n = 4 peaked at 8.1 GB RSS with
-   it (results/bench/memory*.md). launch.py calls it first thing, before JAX starts its
+   fragments, and a 2943-utterance run with all 8 versions at n = 4 peaked at 6.0 GB RSS with
+   it, 4.3 GB without (results/bench/memory*.md). launch.py calls it first thing, before JAX starts its
    threads, and it acts only when the environment asks.
 
 2. Compiler options (`compiler_options()`): on the CPU, XLA hands convolutions to its YNNPACK
