@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import mmap
+import os
 import signal
 import threading
 import time
@@ -510,5 +511,6 @@ def _git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
+        # a copy without .git (e.g. a working tree shipped to a GPU machine) may say it here
+        return os.environ.get("SERJAX_GIT_COMMIT") or None
     return commit + ("+dirty" if dirty else "")

@@ -1,0 +1,263 @@
+"""Everything the performance issue asks of a GPU, in one prepared command with a time budget.
+
+    python bench/gpu_session.py --out DIR [--budget-s 560] [--quick]
+
+A GPU is lent for minutes at a time, so this runs, in order, and within --budget-s:
+1. environment: nvidia-smi, versions, JAX's devices (env.json); a CPU smoke test of
+   serjax's imports, one train step and an Orbax save/restore (catches an API change in the
+   machine's flax/optax/orbax before any GPU time is spent; on failure it retries with the
+   pinned wheels in .whl/fallback, if there are any);
+2. in parallel: the built-in corpus generated (2943 utterances of the paper's classes, 5003
+   files) and its feature cache filled on the host CPUs, while the GPU measures the seed
+   strategies at S = 4 with the paper config's width (bench/bench_gpu.py --part seeds);
+3. the full default experiment on the synthetic corpus:
+       python launch.py --config=configs/default.py --config.data.corpus=synthetic \
+           --config.num_seeds=4 --config.train.seed_strategy=<fastest at S = 4>
+   (5 folds × 150 epochs × 4 seeds, n = 4), its wall time measured around the process;
+   the run's small files (summary, report, metrics, config; no checkpoints) go to run.tar.gz;
+4. with the time left: JAX vs PyTorch on the device (--part frameworks) and the seed table
+   for the other S (--part seeds).
+Writes gpu-run.json, gpu-seeds*.json, gpu-frameworks.json, gpu.md, env.json, session.log,
+run.tar.gz to --out. --quick shrinks every stage to seconds (to test this script on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+class Session:
+    def __init__(self, out: Path, budget_s: float):
+        self.out = out
+        self.t0 = time.perf_counter()
+        self.end = self.t0 + budget_s
+        self.log_file = open(out / "session.log", "a")
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def log(self, msg: str) -> None:
+        line = f"[{time.perf_counter() - self.t0:6.1f} s] {msg}"
+        print(line, flush=True)
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+
+    def run(self, cmd, timeout: float, env=None, name: str = "") -> tuple[int, float]:
+        """Run cmd (its output into session.log), killed (SIGTERM, then SIGKILL) at timeout."""
+        self.log(f"$ {' '.join(map(str, cmd))}   (timeout {timeout:.0f} s)")
+        t = time.perf_counter()
+        proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=self.log_file,
+                                stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            proc.terminate()            # launch.py saves its last finished epoch on SIGTERM
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            rc = rc if rc else -15
+        took = time.perf_counter() - t
+        self.log(f"{name or cmd[1]}: rc {rc} after {took:.1f} s")
+        return rc, took
+
+
+def environment(s: Session) -> dict:
+    info = {}
+    for key, cmd in (("nvidia_smi", ["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                                     "--format=csv,noheader"]),):
+        try:
+            info[key] = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as err:
+            info[key] = f"unavailable: {err}"
+    probe = ("import json, jax, jaxlib, flax, optax, orbax.checkpoint as o, numpy;"
+             "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,"
+             "'optax': optax.__version__, 'orbax': o.__version__, 'numpy': numpy.__version__,"
+             "'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()]}))")
+    res = subprocess.run([PY, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    info["python"] = res.stdout.strip().splitlines()[-1] if res.returncode == 0 else res.stderr[-2000:]
+    s.log(f"environment: {info}")
+    return info
+
+
+SMOKE = """
+import tempfile, jax, jax.numpy as jnp, numpy as np
+from pathlib import Path
+from serjax.configlib import base_config
+from serjax.model import build_model
+from serjax.train import trainer_for, seed_keys
+from serjax.checkpoints import FoldCheckpoints
+import serjax.experiment, serjax.report
+cfg = base_config(); cfg.model.width_scale = 1
+trainer = trainer_for(build_model(cfg.model, 4), cfg.train, 8)
+states = trainer.init(seed_keys([0], 0), (16, 40))
+table = jnp.zeros((8, 16, 40), jnp.float16)
+states, stats = trainer.train_step(states, jnp.arange(4)[None], table, jnp.zeros(8, jnp.int32),
+                                   jnp.ones(4), jnp.zeros(16), jnp.ones(16), jnp.float32(1e-3))
+with tempfile.TemporaryDirectory() as d:
+    ck = FoldCheckpoints(Path(d) / "f")
+    ck.save(1, states, {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)})
+    ck.close()
+    ck = FoldCheckpoints(Path(d) / "f")
+    ck.restore(1, states, {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)})
+    ck.close()
+print("smoke ok", float(stats[0, 0]))
+"""
+
+
+def smoke(s: Session, env: dict) -> dict | None:
+    """The env under which serjax works (the machine's packages, else the pinned fallback)."""
+    fallback = ROOT / ".whl" / "fallback"
+    candidates = [env]
+    if fallback.is_dir() and any(fallback.glob("*.whl")):
+        site = Path("/tmp/serjax-fallback-site")
+        if not site.exists():
+            subprocess.run([PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                            "--target", str(site), *map(str, fallback.glob("*.whl"))], check=False)
+        candidates.append(dict(env, PYTHONPATH=f"{site}:{env.get('PYTHONPATH', '')}"))
+    for i, e in enumerate(candidates):
+        rc, _ = s.run([PY, "-c", SMOKE], 180, env=dict(e, JAX_PLATFORMS="cpu"),
+                      name="smoke" + (" (fallback wheels)" if i else ""))
+        if rc == 0:
+            return e
+    return None
+
+
+def corpus_stage(args) -> int:
+    """Generate the synthetic corpus with many processes (byte-identical to one)."""
+    sys.path.insert(0, str(ROOT))
+    from serjax.configlib import base_config
+    from serjax.corpora import synthetic
+
+    cfg = base_config()
+    if args.num_utterances:
+        cfg.data.synthetic.num_utterances = args.num_utterances
+    synthetic.ensure(Path(cfg.cache_dir) / "corpora", cfg.data.synthetic, workers=args.workers)
+    return 0
+
+
+def epochs_done(workdir: Path) -> int:
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return len({(r["fold"], r["epoch"]) for r in map(json.loads, path.read_text().splitlines()) if r})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--budget-s", type=float, default=560)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: test this script anywhere")
+    parser.add_argument("--stage", choices=["corpus"], help=argparse.SUPPRESS)
+    parser.add_argument("--num-utterances", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage == "corpus":
+        return corpus_stage(args)
+
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    s = Session(out, args.budget_s)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("SERJAX_CACHE", "/tmp/serjax-gpu-cache")
+    env["PYTHONPATH"] = f"{ROOT}:{env.get('PYTHONPATH', '')}"
+    (out / "env.json").write_text(json.dumps(environment(s), indent=2) + "\n")
+    env = smoke(s, env)
+    if env is None:
+        s.log("smoke test failed with the machine's packages and the fallback: stopping")
+        return 1
+    cores = os.cpu_count() or 2
+    q = args.quick
+    run_overrides = ["--config=configs/default.py", "--config.data.corpus=synthetic", "--config.num_seeds=4",
+                     f"--config.data.load_workers={min(16, cores)}"]
+    if q:
+        run_overrides += ["--config.data.synthetic.num_utterances=200", "--config.features.duration_s=1.5",
+                          "--config.model.width_scale=1", "--config.train.epochs=2"]
+    bench = [PY, "bench/bench_gpu.py", "--out", str(out)]
+    small = ["--utterances", "64", "--min-time", "0.3", "--seed-width", "1", "--widths", "1"] if q else []
+
+    # 2. corpus + feature cache on the host CPUs, beside the seed probe on the device
+    corpus_env = dict(env, JAX_PLATFORMS="cpu")
+    t_corpus = time.perf_counter()
+    gen = subprocess.Popen(
+        [PY, "bench/gpu_session.py", "--out", str(out), "--stage", "corpus", "--workers", str(max(1, cores - 4)),
+         "--num-utterances", "200" if q else "0"], cwd=ROOT, env=corpus_env, stdout=s.log_file,
+        stderr=subprocess.STDOUT)
+    probe_rc, _ = s.run(bench + ["--part", "seeds", "--seeds", "4", "--strategies", "vmap", "unroll",
+                                 "--deadline-s", "60"] + small, min(150, s.left() / 3), env=env, name="seed probe")
+    gen.wait()
+    if (out / "gpu-seeds.json").exists():
+        (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
+    rc, _ = s.run([PY, "launch.py", "--mode=features"] + run_overrides, max(60, s.left() / 3), env=corpus_env,
+                  name="feature cache")
+    corpus_s = round(time.perf_counter() - t_corpus, 1)
+    strategy = "vmap"
+    if probe_rc == 0 and (out / "gpu-seeds-probe.json").exists():
+        rows = json.loads((out / "gpu-seeds-probe.json").read_text())["result"]["rows"]
+        rate = {r["strategy"]: r["train_samples_per_s"] for r in rows}
+        if rate.get("unroll", 0) > 1.1 * rate.get("vmap", 0):
+            strategy = "unroll"
+        s.log(f"seed probe at S = 4: {rate} -> seed_strategy {strategy}")
+
+    # 3. the full default experiment
+    workdir = Path("/tmp/serjax-gpu-default")
+    shutil.rmtree(workdir, ignore_errors=True)
+    cmd = [PY, "launch.py"] + run_overrides + [f"--config.train.seed_strategy={strategy}", f"--workdir={workdir}"]
+    reserve = 20 if q else 40
+    rc, took = s.run(cmd, s.left() - reserve, env=env, name="full default run")
+    summary_path = workdir / "summary.json"
+    finished = rc == 0 and summary_path.exists()
+    config = json.loads((workdir / "config.json").read_text())["config"] if (workdir / "config.json").exists() else {}
+    total = config.get("train", {}).get("epochs", 0) * config.get("protocol", {}).get("num_folds", 0)
+    run = {"command": " ".join(["python"] + cmd[1:]).replace(str(workdir), "runs/gpu-default"),
+           "finished": finished, "returncode": rc, "wall_time_s": round(took, 1), "seed_strategy": strategy,
+           "corpus_s": corpus_s, "epochs_done": epochs_done(workdir), "epochs_total": total,
+           "folds": config.get("protocol", {}).get("num_folds"), "epochs": config.get("train", {}).get("epochs"),
+           "seeds": config.get("num_seeds"), "width_scale": config.get("model", {}).get("width_scale"),
+           "stopped_why": None if finished else ("time budget" if rc in (-15, 130) else f"exit code {rc}")}
+    if finished:
+        summary = json.loads(summary_path.read_text())
+        run["summary"] = {m: summary[m] for m in ("ua", "wa", "acc", "f1")}
+        run["utterances"] = summary.get("num_utterances")
+        run["summary_wall_time_s"] = summary.get("wall_time_s")
+    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
+        for path in sorted(workdir.rglob("*")):
+            if path.is_file() and "checkpoints" not in path.parts:
+                tar.add(path, arcname=str(path.relative_to(workdir)))
+    info = json.loads((out / "env.json").read_text())
+    try:
+        versions = json.loads(info.get("python", ""))
+    except ValueError:
+        versions = {}
+    run.update({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
+                "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
+                "machine": {"cpu": "host", "cores": cores}})
+    (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
+    s.log(f"full run: {run}")
+
+    # 4. the rest of the benchmarks, as time allows (each stops starting cells at its deadline)
+    if s.left() > 45:
+        s.run(bench + ["--part", "frameworks", "--deadline-s", str(round(max(1, s.left() / 2 - 30)))] + small,
+              s.left() / 2 + 30, env=env, name="frameworks")
+    if s.left() > 45:
+        s.run(bench + ["--part", "seeds", "--seeds", "1", "2", "8", "--deadline-s", str(round(max(1, s.left() - 50)))]
+              + small, s.left() - 5, env=env, name="seed table")
+    s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, env=env, name="report")
+    s.log(f"done, {s.left():.0f} s of the budget left")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
