@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import sys
 import time
@@ -208,6 +209,12 @@ def markdown(out: Path) -> str:
             lines.append(f"- **Not finished**: stopped after {run['wall_time_s']:.0f} s "
                          f"({run.get('stopped_why', '?')}); {run.get('epochs_done', '?')} of "
                          f"{run.get('epochs_total', '?')} fold-epochs done")
+        if run.get("fold_end_s"):
+            lines.append(f"- Folds ended at (s after the launch): {run['fold_end_s']}")
+        if run.get("projection"):
+            p = run["projection"]
+            lines.append(f"- **Projected** wall time of the whole run: {p['projected_wall_time_s']:.0f} s "
+                         f"({p['projected_wall_time_s'] / 60:.1f} min) = {p['how']}")
         for key, text in (("seed_strategy", "seed strategy"), ("corpus_s", "corpus generation + feature cache "
                           "before the run (s, not in the wall time)"), ("utterances", "utterances")):
             if run.get(key) is not None:
@@ -258,6 +265,15 @@ def markdown(out: Path) -> str:
             lines += ["Compile s (train step): " + "; ".join(comp), ""]
         if r["skipped_for_deadline"]:
             lines += [f"Skipped (deadline): {r['skipped_for_deadline']}", ""]
+    prec = _load(out, "precision-highest")
+    if prec:
+        r = prec["result"]["rows"]
+        lines += [f"## Convolution precision (n = {prec['result']['n']}, one seed)", "",
+                  f"Command: `JAX_DEFAULT_MATMUL_PRECISION=highest {prec['command']}` ({prec['date']})", ""]
+        lines += [f"- {x['strategy']}: {x['train_samples_per_s']:.0f} train samples/s with float32 "
+                  "(`highest`) convolutions and matmuls" for x in r]
+        lines += ["- Compare with the seed table's S = 1 rates, measured at JAX's default precision (which lets "
+                  "the GPU use TF32 for float32 convolutions and matmuls).", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -275,6 +291,7 @@ def main(argv=None) -> int:
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed-rounds", type=int, default=2)
+    parser.add_argument("--name", default="", help="output gpu-<name>.json (default: the part's name)")
     parser.add_argument("--deadline-s", type=float, default=1e9, help="start no new cell after this many s")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -298,8 +315,10 @@ def main(argv=None) -> int:
                                "input_shape": list(bt.INPUT_SHAPE)}}
         result["result"] = fn(args, data, clock, log, deadline)
         result["wall_time_s"] = round(time.perf_counter() - started, 1)
-        (out / f"gpu-{args.part}.json").write_text(json.dumps(result, indent=2) + "\n")
-        log(f"wrote {out / f'gpu-{args.part}.json'}")
+        result["env"] = {k: os.environ[k] for k in ("JAX_DEFAULT_MATMUL_PRECISION", "XLA_FLAGS") if k in os.environ}
+        path = out / f"gpu-{args.name or args.part}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        log(f"wrote {path}")
     (out / "gpu.md").write_text(markdown(out))
     return 0
 

@@ -100,6 +100,9 @@ from serjax.model import build_model
 from serjax.train import trainer_for, seed_keys
 from serjax.checkpoints import FoldCheckpoints
 import serjax.experiment, serjax.report
+from serjax import features
+settings = features.FeatureSettings()
+features.log_mel_jax(np.zeros((1, settings.num_samples), np.float32), 8, settings).block_until_ready()
 cfg = base_config(); cfg.model.width_scale = 1
 trainer = trainer_for(build_model(cfg.model, 4), cfg.train, 8)
 states = trainer.init(seed_keys([0], 0), (16, 40))
@@ -160,6 +163,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-s", type=float, default=560)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: test this script anywhere")
+    parser.add_argument("--probe", choices=["seeds", "precision", "none"], default="seeds",
+                        help="GPU work beside the corpus generation: the S = 4 seed probe (its fastest "
+                             "strategy trains the run), or train throughput at float32 precision "
+                             "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`)")
+    parser.add_argument("--benches", action=argparse.BooleanOptionalAction, default=True,
+                        help="step 4 (frameworks and the seed table) with the time left")
     parser.add_argument("--stage", choices=["corpus"], help=argparse.SUPPRESS)
     parser.add_argument("--num-utterances", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -195,27 +204,36 @@ def main(argv=None) -> int:
         [PY, "bench/gpu_session.py", "--out", str(out), "--stage", "corpus", "--workers", str(max(1, cores - 4)),
          "--num-utterances", "200" if q else "0"], cwd=ROOT, env=corpus_env, stdout=s.log_file,
         stderr=subprocess.STDOUT)
-    probe_rc, _ = s.run(bench + ["--part", "seeds", "--seeds", "4", "--strategies", "vmap", "unroll",
-                                 "--deadline-s", "60"] + small, min(150, s.left() / 3), env=env, name="seed probe")
+    probe_rc = 1
+    if args.probe == "seeds":
+        probe_rc, _ = s.run(bench + ["--part", "seeds", "--seeds", "4", "--strategies", "vmap", "unroll",
+                                     "--deadline-s", "60"] + small, min(150, s.left() / 3), env=env,
+                            name="seed probe")
+    elif args.probe == "precision":
+        s.run(bench + ["--part", "seeds", "--seeds", "1", "--strategies", "unroll", "--name", "precision-highest",
+                       "--deadline-s", "60"] + small, min(120, s.left() / 3),
+              env=dict(env, JAX_DEFAULT_MATMUL_PRECISION="highest"), name="float32-precision probe")
     gen.wait()
-    if (out / "gpu-seeds.json").exists():
+    if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
         (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
     rc, _ = s.run([PY, "launch.py", "--mode=features"] + run_overrides, max(60, s.left() / 3), env=corpus_env,
                   name="feature cache")
     corpus_s = round(time.perf_counter() - t_corpus, 1)
-    strategy = "vmap"
+    strategy = "auto"
     if probe_rc == 0 and (out / "gpu-seeds-probe.json").exists():
         rows = json.loads((out / "gpu-seeds-probe.json").read_text())["result"]["rows"]
-        rate = {r["strategy"]: r["train_samples_per_s"] for r in rows}
-        if rate.get("unroll", 0) > 1.1 * rate.get("vmap", 0):
-            strategy = "unroll"
+        rate = {r["strategy"]: r["train_samples_per_s"] for r in rows if r["strategy"] != "sequence"}
+        strategy = max(rate, key=rate.get) if rate else "auto"
         s.log(f"seed probe at S = 4: {rate} -> seed_strategy {strategy}")
 
     # 3. the full default experiment
     workdir = Path("/tmp/serjax-gpu-default")
     shutil.rmtree(workdir, ignore_errors=True)
-    cmd = [PY, "launch.py"] + run_overrides + [f"--config.train.seed_strategy={strategy}", f"--workdir={workdir}"]
-    reserve = 20 if q else 40
+    cmd = [PY, "launch.py"] + run_overrides + [f"--workdir={workdir}"]
+    if strategy != "auto":
+        cmd.insert(-1, f"--config.train.seed_strategy={strategy}")
+    reserve = 20 if q else (40 if args.benches else 25)
+    started = time.time()
     rc, took = s.run(cmd, s.left() - reserve, env=env, name="full default run")
     summary_path = workdir / "summary.json"
     finished = rc == 0 and summary_path.exists()
@@ -227,6 +245,18 @@ def main(argv=None) -> int:
            "folds": config.get("protocol", {}).get("num_folds"), "epochs": config.get("train", {}).get("epochs"),
            "seeds": config.get("num_seeds"), "width_scale": config.get("model", {}).get("width_scale"),
            "stopped_why": None if finished else ("time budget" if rc in (-15, 130) else f"exit code {rc}")}
+    # each finished fold's results file is written when the fold ends: its age gives the
+    # fold's end time since the launch, so a run stopped early still shows how long a fold takes
+    fold_ends = sorted(round(p.stat().st_mtime - started, 1) for p in (workdir / "folds").glob("*.json"))
+    run["fold_end_s"] = fold_ends
+    if fold_ends and not finished and run["folds"]:
+        per_fold = (fold_ends[-1] - fold_ends[0]) / (len(fold_ends) - 1) if len(fold_ends) > 1 else None
+        first = fold_ends[0]
+        run["projection"] = {
+            "first_fold_end_s": first, "later_fold_s": per_fold,
+            "projected_wall_time_s": round(first + (run["folds"] - 1) * (per_fold or first), 1),
+            "how": "first fold's end (imports, corpus listing, cached features, compilation, fold 1) + "
+                   "(folds - 1) × the time between fold ends (the first fold's time when only one ended)"}
     if finished:
         summary = json.loads(summary_path.read_text())
         run["summary"] = {m: summary[m] for m in ("ua", "wa", "acc", "f1")}
@@ -248,10 +278,10 @@ def main(argv=None) -> int:
     s.log(f"full run: {run}")
 
     # 4. the rest of the benchmarks, as time allows (each stops starting cells at its deadline)
-    if s.left() > 45:
+    if args.benches and s.left() > 45:
         s.run(bench + ["--part", "frameworks", "--deadline-s", str(round(max(1, s.left() / 2 - 30)))] + small,
               s.left() / 2 + 30, env=env, name="frameworks")
-    if s.left() > 45:
+    if args.benches and s.left() > 45:
         s.run(bench + ["--part", "seeds", "--seeds", "1", "2", "8", "--deadline-s", str(round(max(1, s.left() - 50)))]
               + small, s.left() - 5, env=env, name="seed table")
     s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, env=env, name="report")

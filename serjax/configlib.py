@@ -19,7 +19,7 @@ def default_cache_dir() -> str:
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0             # training seeds are seed, seed + 1, ..., seed + num_seeds - 1
-    config.num_seeds = 1        # seeds train together (vmapped on accelerators)
+    config.num_seeds = 1        # seeds train together (one jitted step: train.seed_strategy)
     config.cache_dir = default_cache_dir()
 
     config.data = ml_collections.ConfigDict()

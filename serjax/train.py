@@ -36,18 +36,23 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
 
 
 def resolve_seed_strategy(strategy: str) -> str:
-    """`auto`: vmap on accelerators, chunks on the CPU.
+    """`auto`: chunks on the CPU, unroll on accelerators.
 
     Measured on 2 CPU cores (results/bench/train.md, n = 1, 64 × 601): vmapping S seeds
     makes XLA's CPU convolutions grouped ones, well below S runs one after the other; lax.map
     runs its loop body ~10× slower; unrolling S single-seed steps in one jitted function gains
     over separate runs at S = 2 (XLA overlaps the two) but loses from S = 4 on (0.6× at S = 8),
     so `chunks` unrolls SEED_CHUNK seeds per jitted call and runs the chunks one after another.
+
+    Measured on an H200 (results/bench/gpu.md, n = 4): vmap's grouped convolutions run at
+    0.08-0.19× of S separate runs for S = 2, 4, 8; `unroll` at 0.98-1.06× (one jitted call
+    per step); `chunks` slices the stacked states leaf by leaf on every step, which costs more
+    than the step itself there (0.12× at S = 8).
     """
     if strategy not in SEED_STRATEGIES:
         raise SerjaxError(f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}")
     if strategy == "auto":
-        return "chunks" if jax.default_backend() == "cpu" else "vmap"
+        return "chunks" if jax.default_backend() == "cpu" else "unroll"
     return strategy
 
 
