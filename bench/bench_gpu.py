@@ -192,6 +192,13 @@ def markdown(out: Path) -> str:
         return "# serjax on an accelerator\n\nNo measurements yet.\n"
     dev = first.get("device", {})
     lines = [f"# serjax on an accelerator: {dev.get('device', '?')} ({dev.get('backend', '?')})", ""]
+    sessions_path = out / "gpu-sessions.json"
+    if sessions_path.exists():
+        lines += ["Produced by these commands on the device (each a fresh machine; `$OUT` is the folder whose "
+                  "files came back here):", ""]
+        lines += [f"- {x['date']}, {x['device']}, serjax {x['commit'][:7]}: `{x['command']}` — {x['what']}"
+                  for x in json.loads(sessions_path.read_text())]
+        lines.append("")
     v = first.get("versions", {})
     lines += [f"- Versions: jax {v.get('jax')}, jaxlib {v.get('jaxlib')}, flax {v.get('flax')}, "
               f"optax {v.get('optax')}, torch {v.get('torch')}; host {first.get('machine', {}).get('cpu')}, "
@@ -219,6 +226,8 @@ def markdown(out: Path) -> str:
                           "before the run (s, not in the wall time)"), ("utterances", "utterances")):
             if run.get(key) is not None:
                 lines.append(f"- {text}: {run[key]}")
+        if run.get("fold_end_s") and not run.get("finished"):
+            lines.append("- The finished folds' scores and every epoch's metrics: results/gpu-default-partial/")
         if run.get("summary"):
             s = run["summary"]
             lines.append(f"- Result (synthetic corpus, last epoch, mean ± std over folds × seeds): "
@@ -241,7 +250,8 @@ def markdown(out: Path) -> str:
             lines.append(f"\nSkipped (deadline): {fw['result']['skipped_for_deadline']}")
         lines += ["", f"PyTorch: `bench/torch_reference.py` on {fw['result']['rows'][0]['torch_device'] if fw['result']['rows'] else '?'}, "
                   "eager, channels_last, cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, "
-                  "one seed). JAX's peak device memory is the process's high-water mark so far (it grows "
+                  "one seed). Both at their default precision, which lets cuDNN use TF32 for float32 "
+                  "convolutions (XLA's default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory is the process's high-water mark so far (it grows "
                   "with n); PyTorch's is its allocator's since that model was built.", ""]
     sd = parts["seeds"]
     if sd:
@@ -257,7 +267,8 @@ def markdown(out: Path) -> str:
                 cells.append("" if x is None else f"{x['train_samples_per_s']:.0f} (×{x['ratio_over_sequence']:.2f})")
             lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
         lines += ["", "(×r): rate / `sequence` (S single-seed runs one after the other) in the same round. "
-                  f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran. Fastest per S "
+                  f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this table is why "
+                  "serjax's `auto` is `unroll` on accelerators since c563a2b). Fastest per S "
                   f"(within {r['fastest_tolerance']:.0%}): "
                   + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in r["fastest_by_S"].items()), ""]
         comp = [f"{x['strategy']} S={x['S']}: {x['compile_train_s']}" for x in r["rows"] if x["compile_train_s"]]

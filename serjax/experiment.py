@@ -504,6 +504,9 @@ def _git_commit() -> str | None:
     """The commit of the serjax checkout that ran (with '+dirty' for local changes)."""
     import subprocess
 
+    if os.environ.get("SERJAX_GIT_COMMIT"):
+        # set by whoever ships a copy of the tree elsewhere (its .git, if any, may be stale)
+        return os.environ["SERJAX_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -511,6 +514,5 @@ def _git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        # a copy without .git (e.g. a working tree shipped to a GPU machine) may say it here
-        return os.environ.get("SERJAX_GIT_COMMIT") or None
+        return None
     return commit + ("+dirty" if dirty else "")
