@@ -106,6 +106,20 @@ def parse_flags(argv):
         sys.exit(2)
 
 
+def start_with_huge_pages():
+    """Start again, once, with glibc's huge pages for malloc (serjax/cpu_tuning.py; off with
+    SERJAX_MALLOC=default or tuned): before anything else runs."""
+    from serjax.cpu_tuning import reexec_with_huge_pages
+    from serjax.errors import SerjaxError
+
+    try:
+        reexec_with_huge_pages()
+    except SerjaxError as err:
+        print(f"serjax: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    start_with_huge_pages()
     define_config_flag()
     app.run(main, flags_parser=parse_flags)

@@ -14,9 +14,9 @@ comes from jax.monitoring (trace + lowering + XLA compile of the first call). Pe
 measured in a fresh child process per framework and n (import, build, warm-up, timed steps).
 
 Part 1b, the host allocator (serjax/cpu_tuning.py): in fresh child processes, train samples/s
-and peak RSS of each framework with glibc's default malloc settings and with serjax's
-(`tune_host_allocator`, which this process applies first thing, so both frameworks of part 1
-run with it).
+and peak RSS of each framework with glibc's defaults, with huge pages for malloc (serjax's
+default: GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which this process restarts itself with, so
+both frameworks of part 1 run with it) and with mallopt tuning (SERJAX_MALLOC=tuned).
 
 Part 1c, ablation: serjax's train step with the CPU fast path taken apart (plain flax
 BatchNorm + ReLU and nn.avg_pool, XLA's default compiler options; then each change added),
@@ -386,16 +386,33 @@ def child_run(framework: str, width_scale: int, args) -> dict:
             "rss_after_imports_mb": base, "allocator": allocator_state()}
 
 
+ALLOCATORS = ("default", "hugepages", "tuned")
+
+
+def allocator_env(malloc: str) -> dict:
+    """A child's environment for one allocator setting (never restarted by the child itself)."""
+    from serjax.cpu_tuning import _REEXEC_MARK, HUGE_PAGES_TUNABLE
+
+    env = dict(os.environ, SERJAX_MALLOC=malloc)
+    env[_REEXEC_MARK] = "1"
+    kept = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb")]
+    if malloc == "hugepages":
+        kept.append(HUGE_PAGES_TUNABLE)
+    if kept:
+        env["GLIBC_TUNABLES"] = ":".join(kept)
+    return env
+
+
 def run_children(widths, args, log) -> dict:
-    """{"jax/1/default": {...}, "jax/1/tuned": {...}, "torch/1/default": ...}."""
+    """{"jax/1/default": {...}, "jax/1/hugepages": {...}, "jax/1/tuned": ..., "torch/1/default": ...}."""
     out = {}
     for n in widths:
         for fw in ("jax", "torch"):
-            for malloc in ("default", "tuned"):
+            for malloc in ALLOCATORS:
                 cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
                        "--batch-size", str(args.batch_size), "--min-time", str(args.min_time),
                        "--rounds", str(args.rounds)]
-                env = dict(os.environ, SERJAX_MALLOC=malloc)
+                env = allocator_env(malloc)
                 key = f"{fw}/{n}/{malloc}"
                 try:
                     res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
@@ -404,6 +421,30 @@ def run_children(widths, args, log) -> dict:
                     out[key] = {"error": str(e)[-300:]}
                 log(f"  child {key}: {out[key].get('train_samples_per_s')} samples/s, "
                     f"peak RSS {out[key].get('peak_rss_mb')} MB")
+    return out
+
+
+def child_ratios(children: dict, n: int) -> dict:
+    """Train-rate ratios JAX / PyTorch from the child processes at width n: each allocator
+    setting for both; as installed (serjax's default, huge pages, vs glibc's defaults for
+    PyTorch); and each framework's fastest setting against the other's."""
+    rate = {f"{fw}/{m}": children.get(f"{fw}/{n}/{m}", {}).get("train_samples_per_s")
+            for fw in ("jax", "torch") for m in ALLOCATORS}
+    out = {}
+
+    def put(name, a, b):
+        if rate[a] and rate[b]:
+            out[name] = round(rate[a] / rate[b], 3)
+
+    put("ratio_train_jax_over_torch_both_default_malloc", "jax/default", "torch/default")
+    put("ratio_train_jax_over_torch_both_hugepages", "jax/hugepages", "torch/hugepages")
+    put("ratio_train_jax_over_torch_both_tuned", "jax/tuned", "torch/tuned")
+    put("ratio_train_jax_over_torch_as_installed", "jax/hugepages", "torch/default")
+    best = {fw: max((m for m in ALLOCATORS if rate[f"{fw}/{m}"]), key=lambda m: rate[f"{fw}/{m}"], default=None)
+            for fw in ("jax", "torch")}
+    if best["jax"] and best["torch"]:
+        put("ratio_train_jax_best_over_torch_best", f"jax/{best['jax']}", f"torch/{best['torch']}")
+        out["best_allocator"] = best
     return out
 
 
@@ -570,6 +611,16 @@ def ablation(widths, data: Data, args, clock, log) -> list[dict]:
 
 # --------------------------------------------------------------------------- report
 
+def _allocator_words(state) -> str:
+    state = state or {}
+    words = []
+    if (state.get("huge_pages") or {}).get("on"):
+        words.append("huge pages")
+    if state.get("tuned"):
+        words.append("mallopt tuned")
+    return " + ".join(words) or "glibc defaults"
+
+
 def markdown(res: dict) -> str:
     s = res["settings"]
     m = res["machine"]
@@ -594,7 +645,8 @@ def markdown(res: dict) -> str:
         "CPU threading. PyTorch: "
         "`bench/torch_reference.py` (same model, loss and optimizer; channels_last), eager, "
         f"`torch.set_num_threads({TORCH_THREADS})` and, for comparison, 1 thread.",
-        f"- This process (both frameworks): host allocator {s.get('host_allocator')}; JAX compiler options "
+        f"- This process (both frameworks): host allocator {_allocator_words(s.get('host_allocator'))} "
+        f"({s.get('host_allocator')}); JAX compiler options "
         f"{s.get('compiler_options')} (`serjax/cpu_tuning.py`).",
         "",
         "## JAX vs PyTorch, per width scale n", "",
@@ -621,42 +673,49 @@ def markdown(res: dict) -> str:
             f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
             f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |")
     lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
-              "run in this process with the tuned allocator (the next table shows each with glibc's "
-              "defaults too). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
+              f"run in this process with {_allocator_words(s.get('host_allocator'))} (the next table shows each "
+              "framework with every allocator setting). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
               "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.", ""]
     ch = res.get("children")
     if ch:
-        lines += ["## Host allocator: glibc's defaults vs tuned (fresh process each)", "",
-                  "| n | JAX, default malloc | JAX, tuned | torch, default malloc | torch, tuned "
-                  "| JAX / torch, both default | JAX tuned / torch default | JAX / torch, both tuned "
-                  "| peak RSS MB JAX / torch (tuned) | peak RSS MB JAX / torch (default) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        names = {"default": "glibc defaults", "hugepages": "huge pages (serjax's default)", "tuned": "mallopt tuned"}
+        lines += ["## Host allocator settings (fresh process each)", "",
+                  "| n | " + " | ".join(f"{fw} {names[m]}" for fw in ("JAX", "torch") for m in ALLOCATORS)
+                  + " | **as installed** (JAX huge pages / torch glibc) | both glibc | both huge pages | both tuned "
+                  "| each at its fastest |", "|---|" + "---|" * (2 * len(ALLOCATORS) + 5)]
         for r in res["comparison"]:
             n = r["n"]
-            g = {f"{fw}/{m}": ch.get(f"{fw}/{n}/{m}", {}) for fw in ("jax", "torch") for m in ("default", "tuned")}
-            rate = {k: v.get("train_samples_per_s") for k, v in g.items()}
+            cells = []
+            for fw in ("jax", "torch"):
+                for m in ALLOCATORS:
+                    c = ch.get(f"{fw}/{n}/{m}", {})
+                    rate = c.get("train_samples_per_s")
+                    cells.append("?" if rate is None else f"{rate:.1f} ({c.get('peak_rss_mb', '?')} MB)")
 
-            def fmt(x):
-                return "?" if x is None else f"{x:.1f}"
+            def ratio(key):
+                return "?" if r.get(key) is None else f"{r[key]:.2f}"
 
-            def ratio(a, b):
-                return "?" if not (rate[a] and rate[b]) else f"{rate[a] / rate[b]:.2f}"
-
-            lines.append(f"| {n} | {fmt(rate['jax/default'])} | {fmt(rate['jax/tuned'])} | {fmt(rate['torch/default'])} "
-                         f"| {fmt(rate['torch/tuned'])} | **{ratio('jax/default', 'torch/default')}** "
-                         f"| {ratio('jax/tuned', 'torch/default')} | {ratio('jax/tuned', 'torch/tuned')} "
-                         f"| {g['jax/tuned'].get('peak_rss_mb', '?')} / {g['torch/tuned'].get('peak_rss_mb', '?')} "
-                         f"| {g['jax/default'].get('peak_rss_mb', '?')} / {g['torch/default'].get('peak_rss_mb', '?')} |")
-        lines += ["", "Train samples/s, median of the rounds, one child process per cell (framework × n × allocator), "
-                  "run one after another, not interleaved. \"default malloc\": glibc as configured out of the box "
-                  "(serjax's default), which hands large temporaries back to the kernel after every step "
-                  "and page-faults them in again; \"tuned\": `serjax.cpu_tuning.tune_host_allocator()` "
-                  "(one arena, no mmap'd blocks, no trimming; opt-in for serjax runs: SERJAX_MALLOC=tuned). "
-                  "Peak RSS: the child's high-water mark (imports, data table, model, warm-up, timed steps).", ""]
+            best = r.get("best_allocator", {})
+            lines.append(f"| {n} | " + " | ".join(cells)
+                         + f" | **{ratio('ratio_train_jax_over_torch_as_installed')}** "
+                         f"| {ratio('ratio_train_jax_over_torch_both_default_malloc')} "
+                         f"| {ratio('ratio_train_jax_over_torch_both_hugepages')} "
+                         f"| {ratio('ratio_train_jax_over_torch_both_tuned')} "
+                         f"| {ratio('ratio_train_jax_best_over_torch_best')} "
+                         f"({best.get('jax', '?')} / {best.get('torch', '?')}) |")
+        lines += ["", "Train samples/s (peak RSS of the child), median of the rounds, one child process per cell "
+                  "(framework × n × allocator), run one after another, not interleaved; the ratios are JAX / "
+                  "PyTorch of these rates. \"glibc defaults\": glibc as configured out of the box, which hands "
+                  "large temporaries back to the kernel after every step and page-faults them in again, 4 KB at a "
+                  "time; \"huge pages\": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB "
+                  "transparent huge pages (what launch.py starts serjax with, `reexec_with_huge_pages`); "
+                  "\"mallopt tuned\": `serjax.cpu_tuning.tune_host_allocator()` (one arena, no mmap'd blocks, "
+                  "no trimming: freed memory is reused; SERJAX_MALLOC=tuned). Peak RSS: the child's "
+                  "high-water mark (imports, data table, model, warm-up, timed steps).", ""]
     ab = res.get("ablation")
     if ab:
         names = [name for name, _ in ABLATION]
-        lines += ["## The CPU fast path taken apart (this process, tuned allocator)", "",
+        lines += [f"## The CPU fast path taken apart (this process: {_allocator_words(s.get('host_allocator'))})", "",
                   "| n | " + " | ".join(f"`{x}`" for x in names) + " |", "|---|" + "---|" * len(names)]
         for r in ab:
             lines.append(f"| {r['n']} | " + " | ".join(
@@ -714,10 +773,12 @@ def main(argv=None) -> int:
                         help="part 1c: the CPU fast path taken apart")
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from serjax.cpu_tuning import tune_host_allocator
+    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
 
-    # first thing (before any thread starts); on unless SERJAX_MALLOC=default (launch.py: opt-in)
-    allocator = tune_host_allocator(os.environ.get("SERJAX_MALLOC", "").lower() != "default")
+    # first thing (before any thread starts), as launch.py: huge pages unless SERJAX_MALLOC says
+    # otherwise; mallopt tuning only with SERJAX_MALLOC=tuned
+    reexec_with_huge_pages()
+    allocator = tune_host_allocator()
     if args.child:
         print(json.dumps(child_run(args.child[0], int(args.child[1]), args)))
         return 0
@@ -757,13 +818,7 @@ def main(argv=None) -> int:
     if args.children:
         result["children"] = run_children(args.widths, args, log)
         for row in result["comparison"]:
-            jax_tuned = result["children"].get(f"jax/{row['n']}/tuned", {}).get("train_samples_per_s")
-            torch_default = result["children"].get(f"torch/{row['n']}/default", {}).get("train_samples_per_s")
-            jax_default = result["children"].get(f"jax/{row['n']}/default", {}).get("train_samples_per_s")
-            if jax_tuned and torch_default:
-                row["ratio_train_jax_over_torch_default_malloc"] = round(jax_tuned / torch_default, 3)
-            if jax_default and torch_default:
-                row["ratio_train_jax_over_torch_both_default_malloc"] = round(jax_default / torch_default, 3)
+            row.update(child_ratios(result["children"], row["n"]))
     result["machine"]["loadavg_end"] = loadavg()
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
     out_dir = Path(args.out)
