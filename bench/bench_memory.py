@@ -11,7 +11,8 @@ augmented batch, the test fold evaluated, a checkpoint). The process's peak RSS 
 recorded after every stage. Later epochs and folds repeat the same steps on buffers of the
 same shapes.
 
-Writes memory.json and memory.md to --out. The cache goes to --cache (default: a temporary
+Writes memory.json and memory.md (--name) to --out. The host allocator is launch.py's:
+huge pages unless SERJAX_MALLOC says otherwise (serjax/cpu_tuning.py). The cache goes to --cache (default: a temporary
 folder, removed afterwards) so the measurement includes building it.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -51,11 +53,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="epochs of fold 1")
     parser.add_argument("--cache", default=None, help="cache folder (default: a temporary one)")
     parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--name", default="memory", help="writes NAME.json and NAME.md")
     args = parser.parse_args(argv)
 
-    from serjax.cpu_tuning import tune_host_allocator
+    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
 
-    allocator = tune_host_allocator()  # as launch.py
+    reexec_with_huge_pages()  # as launch.py: huge pages unless SERJAX_MALLOC says otherwise
+    allocator = tune_host_allocator()
     import jax
 
     from serjax import experiment
@@ -94,7 +98,8 @@ def main(argv=None) -> int:
             shutil.rmtree(cache, ignore_errors=True)
 
     peak = max(s["peak_rss_mb"] for s in stages)
-    result = {"command": "python bench/bench_memory.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
+    prefix = "".join(f"{k}={os.environ[k]} " for k in ("SERJAX_MALLOC",) if os.environ.get(k))
+    result = {"command": prefix + "python bench/bench_memory.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine_info(), "loadavg_end": loadavg(), "jax": jax.__version__,
               "backend": jax.default_backend(), "host_allocator": allocator,
@@ -103,7 +108,7 @@ def main(argv=None) -> int:
               "under_limit": peak < LIMIT_MB, "wall_time_s": round(time.perf_counter() - started, 1)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Peak memory: 2943 utterances × all 8 STFT versions (augmentation), CPU", "",
              f"Command: `{result['command']}`", "",
              f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
@@ -113,8 +118,8 @@ def main(argv=None) -> int:
              f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})", "",
              "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |", "|---|---|---|---|"]
     lines += [f"| {s['stage']} | {s['after_s']} | {s['peak_rss_mb']} | {s['rss_mb']} |" for s in stages]
-    (out / "memory.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'memory.json'} and {out / 'memory.md'}")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / f'{args.name}.json'} and {out / f'{args.name}.md'}")
     return 0 if result["under_limit"] else 1
 
 

@@ -8,8 +8,9 @@ A GPU is lent for minutes at a time, so this runs, in order, and within --budget
    machine's flax/optax/orbax before any GPU time is spent; on failure it retries with the
    pinned wheels in .whl/fallback, if there are any);
 2. in parallel: the built-in corpus generated (2943 utterances of the paper's classes, 5003
-   files) and its feature cache filled on the host CPUs, while the GPU measures the seed
-   strategies at S = 4 with the paper config's width (bench/bench_gpu.py --part seeds);
+   files) and its feature cache filled on the host CPUs, while the smoke test runs and the
+   GPU measures the seed strategies at S = 4 with the paper config's width (--probe seeds)
+   or train throughput at exact float32 (--probe precision), or idles (--probe none);
 3. the full default experiment on the synthetic corpus:
        python launch.py --config=configs/default.py --config.data.corpus=synthetic \
            --config.num_seeds=4 --config.train.seed_strategy=<fastest at S = 4>
@@ -183,12 +184,20 @@ def main(argv=None) -> int:
     env.setdefault("SERJAX_CACHE", "/tmp/serjax-gpu-cache")
     env["PYTHONPATH"] = f"{ROOT}:{env.get('PYTHONPATH', '')}"
     (out / "env.json").write_text(json.dumps(environment(s), indent=2) + "\n")
+    cores = os.cpu_count() or 2
+    q = args.quick
+    # 2. the corpus generated on the host CPUs (numpy and soundfile only) from the start, beside
+    # the smoke test and the GPU probe
+    t_corpus = time.perf_counter()
+    gen = subprocess.Popen(
+        [PY, "bench/gpu_session.py", "--out", str(out), "--stage", "corpus", "--workers", str(max(1, cores - 4)),
+         "--num-utterances", "200" if q else "0"], cwd=ROOT, env=dict(env, JAX_PLATFORMS="cpu"),
+        stdout=s.log_file, stderr=subprocess.STDOUT)
     env = smoke(s, env)
     if env is None:
         s.log("smoke test failed with the machine's packages and the fallback: stopping")
+        gen.wait()
         return 1
-    cores = os.cpu_count() or 2
-    q = args.quick
     run_overrides = ["--config=configs/default.py", "--config.data.corpus=synthetic", "--config.num_seeds=4",
                      f"--config.data.load_workers={min(16, cores)}"]
     if q:
@@ -197,13 +206,7 @@ def main(argv=None) -> int:
     bench = [PY, "bench/bench_gpu.py", "--out", str(out)]
     small = ["--utterances", "64", "--min-time", "0.3", "--seed-width", "1", "--widths", "1"] if q else []
 
-    # 2. corpus + feature cache on the host CPUs, beside the seed probe on the device
     corpus_env = dict(env, JAX_PLATFORMS="cpu")
-    t_corpus = time.perf_counter()
-    gen = subprocess.Popen(
-        [PY, "bench/gpu_session.py", "--out", str(out), "--stage", "corpus", "--workers", str(max(1, cores - 4)),
-         "--num-utterances", "200" if q else "0"], cwd=ROOT, env=corpus_env, stdout=s.log_file,
-        stderr=subprocess.STDOUT)
     probe_rc = 1
     if args.probe == "seeds":
         probe_rc, _ = s.run(bench + ["--part", "seeds", "--seeds", "4", "--strategies", "vmap", "unroll",

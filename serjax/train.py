@@ -36,24 +36,20 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
 
 
 def resolve_seed_strategy(strategy: str) -> str:
-    """`auto`: chunks on the CPU, unroll on accelerators.
+    """`auto`: unroll, on the CPU and on accelerators (measured).
 
-    Measured on 2 CPU cores (results/bench/train.md, n = 1, 64 × 601): vmapping S seeds
-    makes XLA's CPU convolutions grouped ones, well below S runs one after the other; lax.map
-    runs its loop body ~10× slower; unrolling S single-seed steps in one jitted function gains
-    over separate runs at S = 2 (XLA overlaps the two) but loses from S = 4 on (0.6× at S = 8),
-    so `chunks` unrolls SEED_CHUNK seeds per jitted call and runs the chunks one after another.
-
-    Measured on an H200 (results/bench/gpu.md, n = 4): vmap's grouped convolutions run at
-    0.08-0.19× of S separate runs for S = 2, 4, 8; `unroll` at 0.98-1.06× (one jitted call
-    per step); `chunks` slices the stacked states leaf by leaf on every step, which costs more
-    than the step itself there (0.12× at S = 8).
+    On 2 CPU cores (results/bench/train.md, n = 1, 64 × 601, huge pages for malloc): `unroll`
+    (the S single-seed steps written out in one jitted function) gives 1.02-1.13× the
+    throughput of S separate runs for S = 1-8; `chunks` (two seeds per jitted call)
+    0.91-1.00×; vmapping S seeds makes XLA's convolutions grouped ones, 0.4-0.7×; lax.map
+    runs its loop body ~15× slower. (Measured earlier under the mallopt-tuned allocator,
+    SERJAX_MALLOC=tuned, unrolling lost from S = 4 on, 0.6× at S = 8; `chunks` was then the
+    CPU's choice and remains one for that setting.)
+    On an H200 (results/bench/gpu.md, n = 4): `unroll` 0.98-1.06×, vmap 0.08-0.19×.
     """
     if strategy not in SEED_STRATEGIES:
         raise SerjaxError(f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}")
-    if strategy == "auto":
-        return "chunks" if jax.default_backend() == "cpu" else "unroll"
-    return strategy
+    return "unroll" if strategy == "auto" else strategy
 
 
 def _num_seeds(args, shared: tuple[int, ...]) -> int:
@@ -62,19 +58,32 @@ def _num_seeds(args, shared: tuple[int, ...]) -> int:
     return jax.tree_util.tree_leaves(args[first])[0].shape[0]
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _split_seeds(tree, chunk: int) -> tuple:
+    """A stacked pytree cut into consecutive slices of `chunk` seeds, in one jitted call
+    (slicing leaf by leaf outside jit costs a dispatch per leaf and slice: more than a whole
+    step on a GPU)."""
+    seeds = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    return tuple(jax.tree_util.tree_map(lambda x, s=s: x[s:s + chunk], tree) for s in range(0, seeds, chunk))
+
+
+@jax.jit
+def _join_seeds(parts: tuple):
+    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
 def _in_chunks(jitted: Callable, shared: tuple[int, ...], chunk: int) -> Callable:
     """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
-    the outputs concatenated back along the seed axis."""
+    the outputs concatenated back along the seed axis (the split and the join are one jitted
+    call each)."""
     def run(*args):
         seeds = _num_seeds(args, shared)
         if seeds <= chunk:
             return jitted(*args)
-        outs = []
-        for start in range(0, seeds, chunk):
-            part = [a if i in shared else jax.tree_util.tree_map(lambda x, s=start: x[s:s + chunk], a)
-                    for i, a in enumerate(args)]
-            outs.append(jitted(*part))
-        return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
+        pieces = {i: _split_seeds(a, chunk) for i, a in enumerate(args) if i not in shared}
+        outs = [jitted(*[a if i in shared else pieces[i][c] for i, a in enumerate(args)])
+                for c in range(-(-seeds // chunk))]
+        return _join_seeds(tuple(outs))
     return run
 
 

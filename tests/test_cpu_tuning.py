@@ -137,3 +137,77 @@ def test_host_allocator_tuning_is_opt_in_and_idempotent(monkeypatch):
     if sys.platform.startswith("linux"):
         assert on["tuned"] is True and all(on["mallopt"].values())
     assert cpu_tuning.allocator_state() == on
+
+
+def test_huge_pages_are_asked_for_only_where_glibc_and_the_kernel_can_give_them():
+    env = cpu_tuning.huge_pages_env
+    linux, ok = "linux", (2, 36)
+    assert env({}, linux, "madvise", ok) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert env({"SERJAX_MALLOC": "HugePages"}, linux, "madvise", ok) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    # other tunables are kept; one already naming hugetlb is left alone
+    assert env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, linux, "madvise", ok) == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, linux, "madvise", ok) is None
+    for mode in ("default", "tuned"):
+        assert env({"SERJAX_MALLOC": mode}, linux, "madvise", ok) is None
+    assert env({}, "darwin", "madvise", ok) is None
+    assert env({}, linux, "always", ok) is None       # the kernel already does it
+    assert env({}, linux, "never", ok) is None
+    assert env({}, linux, None, ok) is None
+    assert env({}, linux, "madvise", (2, 34)) is None  # the tunable came with glibc 2.35
+    assert env({}, linux, "madvise", None) is None
+
+
+def test_a_bad_malloc_setting_is_one_clear_error():
+    from serjax.errors import SerjaxError
+
+    assert cpu_tuning.malloc_mode({}) == "hugepages"
+    with pytest.raises(SerjaxError, match="SERJAX_MALLOC='fast'"):
+        cpu_tuning.malloc_mode({"SERJAX_MALLOC": "fast"})
+
+
+def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path):
+    import os
+    import subprocess
+
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "from serjax import cpu_tuning\n"
+        "print('start', flush=True)\n"
+        "cpu_tuning.reexec_with_huge_pages()\n"
+        "print(json.dumps({'tunables': os.environ.get('GLIBC_TUNABLES'), 'argv': sys.argv[1:],\n"
+        "                  'on': cpu_tuning.huge_pages_state()['on']}))\n")
+
+    def run(**extra):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("GLIBC_TUNABLES", "SERJAX_MALLOC", "SERJAX_REEXECUTED")}
+        out = subprocess.run([sys.executable, str(script), "a", "--b=1"], env={**env, **extra},
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        return out.count("start"), json.loads(out.strip().splitlines()[-1])
+
+    import json
+
+    expected = cpu_tuning.huge_pages_env({}, sys.platform, cpu_tuning._thp_mode(), cpu_tuning._glibc_version())
+    starts, shown = run()
+    assert shown["argv"] == ["a", "--b=1"]
+    if expected:
+        assert starts == 2 and shown["tunables"] == expected["GLIBC_TUNABLES"] and shown["on"]
+    else:
+        assert starts == 1 and shown["tunables"] is None
+    starts, shown = run(SERJAX_MALLOC="default")
+    assert starts == 1 and shown["tunables"] is None and not shown["on"]
+
+
+def test_launch_names_a_bad_malloc_setting_in_one_line():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    launch = Path(__file__).resolve().parents[1] / "launch.py"
+    res = subprocess.run([sys.executable, str(launch), "--help"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SERJAX_MALLOC": "fast"})
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', 'tuned', "
+        "'default') (unset: hugepages)"]
