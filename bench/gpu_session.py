@@ -20,6 +20,12 @@ A GPU is lent for minutes at a time, so this runs, in order, and within --budget
    for the other S (--part seeds).
 Writes gpu-run.json, gpu-seeds*.json, gpu-frameworks.json, gpu.md, env.json, session.log,
 run.tar.gz to --out. --quick shrinks every stage to seconds (to test this script on a CPU).
+
+One command may run 10 minutes, and the full run needs about that much besides the corpus
+(results/bench/gpu.md). Then, with enough device time for both:
+    python3 bench/gpu_session.py --out $OUT --budget-s 585 --probe none --no-benches --detach
+    python3 bench/gpu_session.py --out $OUT --budget-s 240 --collect      (at once: a machine
+                                                      left idle for 30 s is given back)
 """
 
 from __future__ import annotations
@@ -152,6 +158,108 @@ def corpus_stage(args) -> int:
     return 0
 
 
+def collect_run(s, out: Path, workdir: Path, cmd, started: float, took: float, rc, strategy, corpus_s,
+                cores) -> dict:
+    """gpu-run.json (finished or not: epochs done, fold end times, a projection) and run.tar.gz
+    (the workdir's small files) in out."""
+    summary_path = workdir / "summary.json"
+    finished = rc in (0, None) and summary_path.exists()
+    config = json.loads((workdir / "config.json").read_text())["config"] if (workdir / "config.json").exists() else {}
+    total = config.get("train", {}).get("epochs", 0) * config.get("protocol", {}).get("num_folds", 0)
+    run = {"command": " ".join(["python"] + cmd[1:]).replace(str(workdir), "runs/gpu-default"),
+           "finished": finished, "returncode": rc, "wall_time_s": round(took, 1), "seed_strategy": strategy,
+           "corpus_s": corpus_s, "epochs_done": epochs_done(workdir), "epochs_total": total,
+           "folds": config.get("protocol", {}).get("num_folds"), "epochs": config.get("train", {}).get("epochs"),
+           "seeds": config.get("num_seeds"), "width_scale": config.get("model", {}).get("width_scale"),
+           "stopped_why": None if finished else ("still running (detached)" if rc is None else
+                                                 "time budget" if rc in (-15, 130) else f"exit code {rc}")}
+    # each finished fold's results file is written when the fold ends: its age gives the
+    # fold's end time since the launch, so a run stopped early still shows how long a fold takes
+    fold_ends = sorted(round(p.stat().st_mtime - started, 1) for p in (workdir / "folds").glob("*.json"))
+    run["fold_end_s"] = fold_ends
+    if fold_ends and not finished and run["folds"]:
+        per_fold = (fold_ends[-1] - fold_ends[0]) / (len(fold_ends) - 1) if len(fold_ends) > 1 else None
+        first = fold_ends[0]
+        run["projection"] = {
+            "first_fold_end_s": first, "later_fold_s": per_fold,
+            "projected_wall_time_s": round(first + (run["folds"] - 1) * (per_fold or first), 1),
+            "how": "first fold's end (imports, corpus listing, cached features, compilation, fold 1) + "
+                   "(folds - 1) × the time between fold ends (the first fold's time when only one ended)"}
+    if finished:
+        summary = json.loads(summary_path.read_text())
+        run["summary"] = {m: summary[m] for m in ("ua", "wa", "acc", "f1")}
+        run["utterances"] = summary.get("num_utterances")
+        run["summary_wall_time_s"] = summary.get("wall_time_s")
+    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
+        for path in sorted(workdir.rglob("*")):
+            if path.is_file() and "checkpoints" not in path.parts:
+                tar.add(path, arcname=str(path.relative_to(workdir)))
+    info = json.loads((out / "env.json").read_text())
+    try:
+        versions = json.loads(info.get("python", ""))
+    except ValueError:
+        versions = {}
+    run.update({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
+                "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
+                "machine": {"cpu": "host", "cores": cores}})
+    (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
+    s.log(f"full run: {run}")
+    return run
+
+
+
+STATE = Path("/tmp/serjax-gpu-state.json")
+RUN_LOG = Path("/tmp/serjax-gpu-run.log")
+
+
+def detached_run(s, cmd, env, workdir: Path, started: float, strategy, corpus_s, reserve: float):
+    """Start the run in its own session (it outlives this command while the machine is held),
+    wait for it until the budget's reserve; (None, seconds so far) if it is still running."""
+    s.log(f"$ {' '.join(map(str, cmd))}   (detached; log {RUN_LOG})")
+    with open(RUN_LOG, "w") as log:
+        proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    STATE.write_text(json.dumps({"pid": proc.pid, "started": started, "cmd": list(map(str, cmd)),
+                                 "workdir": str(workdir), "strategy": strategy, "corpus_s": corpus_s}))
+    while proc.poll() is None and s.left() > reserve:
+        time.sleep(1)
+    rc = proc.poll()
+    s.log(f"full default run: {'still running' if rc is None else f'rc {rc}'} after {time.time() - started:.1f} s")
+    shutil.copy(RUN_LOG, s.out / "run.log")
+    return rc, time.time() - started
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def collect(s, out: Path, cores: int) -> int:
+    """The second command for a detached run: wait for it (within the budget), then write its
+    results as a run in one command would. Its wall time runs from its start to the last file
+    it wrote (it may have ended between the two commands)."""
+    if not STATE.exists():
+        s.log(f"no detached run on this machine ({STATE} missing): was it given back between the commands?")
+        return 1
+    state = json.loads(STATE.read_text())
+    workdir = Path(state["workdir"])
+    while _alive(state["pid"]) and s.left() > 20:
+        time.sleep(1)
+    running = _alive(state["pid"])
+    files = [p for p in workdir.rglob("*") if p.is_file()]
+    last = max((p.stat().st_mtime for p in files), default=time.time())
+    took = (time.time() if running else last) - state["started"]
+    rc = None if running else (0 if (workdir / "summary.json").exists() else -1)
+    shutil.copy(RUN_LOG, out / "run.log")
+    collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"],
+                state["corpus_s"], cores)
+    s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, name="report")
+    return 0
+
+
 def epochs_done(workdir: Path) -> int:
     path = workdir / "metrics.jsonl"
     if not path.exists():
@@ -170,6 +278,10 @@ def main(argv=None) -> int:
                              "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`)")
     parser.add_argument("--benches", action=argparse.BooleanOptionalAction, default=True,
                         help="step 4 (frameworks and the seed table) with the time left")
+    parser.add_argument("--detach", action="store_true",
+                        help="start the full run in its own session, so it goes on after this command "
+                             "ends (while the machine is held); then call again at once with --collect")
+    parser.add_argument("--collect", action="store_true", help="wait for the detached run and write its results")
     parser.add_argument("--stage", choices=["corpus"], help=argparse.SUPPRESS)
     parser.add_argument("--num-utterances", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -180,6 +292,8 @@ def main(argv=None) -> int:
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, args.budget_s)
+    if args.collect:
+        return collect(s, out, os.cpu_count() or 2)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("SERJAX_CACHE", "/tmp/serjax-gpu-cache")
     env["PYTHONPATH"] = f"{ROOT}:{env.get('PYTHONPATH', '')}"
@@ -237,48 +351,11 @@ def main(argv=None) -> int:
         cmd.insert(-1, f"--config.train.seed_strategy={strategy}")
     reserve = 20 if q else (40 if args.benches else 25)
     started = time.time()
-    rc, took = s.run(cmd, s.left() - reserve, env=env, name="full default run")
-    summary_path = workdir / "summary.json"
-    finished = rc == 0 and summary_path.exists()
-    config = json.loads((workdir / "config.json").read_text())["config"] if (workdir / "config.json").exists() else {}
-    total = config.get("train", {}).get("epochs", 0) * config.get("protocol", {}).get("num_folds", 0)
-    run = {"command": " ".join(["python"] + cmd[1:]).replace(str(workdir), "runs/gpu-default"),
-           "finished": finished, "returncode": rc, "wall_time_s": round(took, 1), "seed_strategy": strategy,
-           "corpus_s": corpus_s, "epochs_done": epochs_done(workdir), "epochs_total": total,
-           "folds": config.get("protocol", {}).get("num_folds"), "epochs": config.get("train", {}).get("epochs"),
-           "seeds": config.get("num_seeds"), "width_scale": config.get("model", {}).get("width_scale"),
-           "stopped_why": None if finished else ("time budget" if rc in (-15, 130) else f"exit code {rc}")}
-    # each finished fold's results file is written when the fold ends: its age gives the
-    # fold's end time since the launch, so a run stopped early still shows how long a fold takes
-    fold_ends = sorted(round(p.stat().st_mtime - started, 1) for p in (workdir / "folds").glob("*.json"))
-    run["fold_end_s"] = fold_ends
-    if fold_ends and not finished and run["folds"]:
-        per_fold = (fold_ends[-1] - fold_ends[0]) / (len(fold_ends) - 1) if len(fold_ends) > 1 else None
-        first = fold_ends[0]
-        run["projection"] = {
-            "first_fold_end_s": first, "later_fold_s": per_fold,
-            "projected_wall_time_s": round(first + (run["folds"] - 1) * (per_fold or first), 1),
-            "how": "first fold's end (imports, corpus listing, cached features, compilation, fold 1) + "
-                   "(folds - 1) × the time between fold ends (the first fold's time when only one ended)"}
-    if finished:
-        summary = json.loads(summary_path.read_text())
-        run["summary"] = {m: summary[m] for m in ("ua", "wa", "acc", "f1")}
-        run["utterances"] = summary.get("num_utterances")
-        run["summary_wall_time_s"] = summary.get("wall_time_s")
-    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
-        for path in sorted(workdir.rglob("*")):
-            if path.is_file() and "checkpoints" not in path.parts:
-                tar.add(path, arcname=str(path.relative_to(workdir)))
-    info = json.loads((out / "env.json").read_text())
-    try:
-        versions = json.loads(info.get("python", ""))
-    except ValueError:
-        versions = {}
-    run.update({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
-                "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
-                "machine": {"cpu": "host", "cores": cores}})
-    (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
-    s.log(f"full run: {run}")
+    if args.detach:
+        rc, took = detached_run(s, cmd, env, workdir, started, strategy, corpus_s, reserve)
+    else:
+        rc, took = s.run(cmd, s.left() - reserve, env=env, name="full default run")
+    collect_run(s, out, workdir, cmd, started, took, rc, strategy, corpus_s, cores)
 
     # 4. the rest of the benchmarks, as time allows (each stops starting cells at its deadline)
     if args.benches and s.left() > 45:
