@@ -216,6 +216,8 @@ def markdown(out: Path) -> str:
             lines.append(f"- **Not finished**: stopped after {run['wall_time_s']:.0f} s "
                          f"({run.get('stopped_why', '?')}); {run.get('epochs_done', '?')} of "
                          f"{run.get('epochs_total', '?')} fold-epochs done")
+        if run.get("wall_time_how"):
+            lines.append(f"- Wall time measured {run['wall_time_how']}")
         if run.get("fold_end_s"):
             lines.append(f"- Folds ended at (s after the launch): {run['fold_end_s']}")
         if run.get("projection"):

@@ -220,7 +220,8 @@ def detached_run(s, cmd, env, workdir: Path, started: float, strategy, corpus_s,
         proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     STATE.write_text(json.dumps({"pid": proc.pid, "started": started, "cmd": list(map(str, cmd)),
-                                 "workdir": str(workdir), "strategy": strategy, "corpus_s": corpus_s}))
+                                 "workdir": str(workdir), "strategy": strategy, "corpus_s": corpus_s,
+                                 "env": json.loads((s.out / "env.json").read_text())}))
     while proc.poll() is None and s.left() > reserve:
         time.sleep(1)
     rc = proc.poll()
@@ -254,8 +255,11 @@ def collect(s, out: Path, cores: int) -> int:
     took = (time.time() if running else last) - state["started"]
     rc = None if running else (0 if (workdir / "summary.json").exists() else -1)
     shutil.copy(RUN_LOG, out / "run.log")
-    collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"],
-                state["corpus_s"], cores)
+    (out / "env.json").write_text(json.dumps(state["env"], indent=2) + "\n")  # out starts empty
+    run = collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"],
+                      state["corpus_s"], cores)
+    run["wall_time_how"] = "detached run: from its start to the last file it wrote"
+    (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
     s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, name="report")
     return 0
 
