@@ -258,16 +258,9 @@ def markdown(out: Path) -> str:
     sd = parts["seeds"]
     if sd:
         r = sd["result"]
-        counts = sorted({x["S"] for x in r["rows"]})
         lines += [f"## Seed scaling on the device (n = {r['n']}): total train samples/s with S seeds", "",
-                  f"Command: `{sd['command']}` ({sd['date']})", "",
-                  "| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |", "|---|" + "---|" * len(counts)]
-        for name in r["strategies"]:
-            cells = []
-            for S in counts:
-                x = next((x for x in r["rows"] if x["S"] == S and x["strategy"] == name), None)
-                cells.append("" if x is None else f"{x['train_samples_per_s']:.0f} (×{x['ratio_over_sequence']:.2f})")
-            lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
+                  f"Command: `{sd['command']}` ({sd['date']})", ""]
+        lines += bt.seed_table(r["rows"], r["strategies"], digits=0)
         lines += ["", "(×r): rate / `sequence` (S single-seed runs one after the other) in the same round. "
                   f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this table is why "
                   "serjax's `auto` is `unroll` on accelerators since c563a2b). Fastest per S "

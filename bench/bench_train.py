@@ -611,6 +611,19 @@ def ablation(widths, data: Data, args, clock, log) -> list[dict]:
 
 # --------------------------------------------------------------------------- report
 
+def seed_table(rows, strategies, digits: int) -> list[str]:
+    """Markdown rows: a strategy per line, an S per column, "rate (×ratio over sequence)"."""
+    counts = sorted({r["S"] for r in rows})
+    lines = ["| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |", "|---|" + "---|" * len(counts)]
+    for name in strategies:
+        cells = []
+        for S in counts:
+            r = next((x for x in rows if x["S"] == S and x["strategy"] == name), None)
+            cells.append("" if r is None else f"{r['train_samples_per_s']:.{digits}f} (×{r['ratio_over_sequence']:.2f})")
+        lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _allocator_words(state) -> str:
     state = state or {}
     words = []
@@ -724,17 +737,9 @@ def markdown(res: dict) -> str:
                   "one before: " + "; ".join(f"`{name}`: {text}" for name, text in ABLATION) + ".", ""]
     ss = res.get("seed_scaling")
     if ss:
-        counts = sorted({r["S"] for r in ss["rows"]})
         names = ss["strategies"]
-        lines += [f"## Seed scaling (n = {ss['n']}): total train samples/s with S seeds", "",
-                  "| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |",
-                  "|---|" + "---|" * len(counts)]
-        for name in names:
-            cells = []
-            for S in counts:
-                r = next((x for x in ss["rows"] if x["S"] == S and x["strategy"] == name), None)
-                cells.append("" if r is None else f"{r['train_samples_per_s']:.1f} (×{r['ratio_over_sequence']:.2f})")
-            lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
+        lines += [f"## Seed scaling (n = {ss['n']}): total train samples/s with S seeds", ""]
+        lines += seed_table(ss["rows"], names, digits=1)
         lines += ["", "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
                   "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
                   "the others are `serjax.train` strategies with S stacked seeds: "

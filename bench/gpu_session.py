@@ -337,8 +337,8 @@ def main(argv=None) -> int:
     gen.wait()
     if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
         (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
-    rc, _ = s.run([PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides, max(60, s.left() / 3), env=corpus_env,
-                  name="feature cache")
+    rc, _ = s.run([PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
+                  max(60, s.left() / 3), env=corpus_env, name="feature cache")
     corpus_s = round(time.perf_counter() - t_corpus, 1)
     strategy = "auto"
     if probe_rc == 0 and (out / "gpu-seeds-probe.json").exists():
