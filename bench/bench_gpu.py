@@ -246,15 +246,18 @@ def markdown(out: Path) -> str:
             lines.append(f"| {r['n']} | {r['params']:,} | {r['jax_train_samples_per_s']:.0f} | "
                          f"{r['torch_train_samples_per_s']:.0f} | **{r['ratio_train_jax_over_torch']:.2f}** | "
                          f"{r['jax_eval_samples_per_s']:.0f} | {r['torch_eval_samples_per_s']:.0f} | "
-                         f"**{r['ratio_eval_jax_over_torch']:.2f}** | {r['jax_compile_train_s']} + {r['jax_compile_eval_s']} | "
+                         f"**{r['ratio_eval_jax_over_torch']:.2f}** | "
+                         f"{r['jax_compile_train_s']} + {r['jax_compile_eval_s']} | "
                          f"{r['jax_peak_device_mb_so_far']} / {r['torch_peak_device_mb']} |")
         if fw["result"]["skipped_for_deadline"]:
             lines.append(f"\nSkipped (deadline): {fw['result']['skipped_for_deadline']}")
-        lines += ["", f"PyTorch: `bench/torch_reference.py` on {fw['result']['rows'][0]['torch_device'] if fw['result']['rows'] else '?'}, "
-                  "eager, channels_last, cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, "
-                  "one seed). Both at their default precision, which lets cuDNN use TF32 for float32 "
-                  "convolutions (XLA's default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory is the process's high-water mark so far (it grows "
-                  "with n); PyTorch's is its allocator's since that model was built.", ""]
+        torch_device = fw["result"]["rows"][0]["torch_device"] if fw["result"]["rows"] else "?"
+        lines += ["", f"PyTorch: `bench/torch_reference.py` on {torch_device}, eager, channels_last, "
+                  "cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, one seed). Both at "
+                  "their default precision, which lets cuDNN use TF32 for float32 convolutions (XLA's "
+                  "default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory "
+                  "is the process's high-water mark so far (it grows with n); PyTorch's is its "
+                  "allocator's since that model was built.", ""]
     sd = parts["seeds"]
     if sd:
         r = sd["result"]
