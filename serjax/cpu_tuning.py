@@ -116,7 +116,7 @@ def reexec_with_huge_pages() -> None:
     `huge_pages_env` says so (SERJAX_MALLOC=default or tuned: never). Call it first thing in a
     script, before threads start or output is written; the arguments, Python's own flags
     included, are kept."""
-    if os.environ.get(_REEXEC_MARK):
+    if os.environ.get(_REEXEC_MARK) or not sys.executable:
         return
     update = huge_pages_env(os.environ, sys.platform, _thp_mode(), _glibc_version())
     if not update:
