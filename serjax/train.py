@@ -39,9 +39,9 @@ def resolve_seed_strategy(strategy: str) -> str:
     """`auto`: unroll, on the CPU and on accelerators (measured).
 
     On 2 CPU cores (results/bench/train.md, n = 1, 64 × 601, huge pages for malloc): `unroll`
-    (the S single-seed steps written out in one jitted function) gives 1.02-1.13× the
+    (the S single-seed steps written out in one jitted function) gives 1.00-1.07× the
     throughput of S separate runs for S = 1-8; `chunks` (two seeds per jitted call)
-    0.91-1.00×; vmapping S seeds makes XLA's convolutions grouped ones, 0.4-0.7×; lax.map
+    0.92-1.01×; vmapping S seeds makes XLA's convolutions grouped ones, 0.4-0.7×; lax.map
     runs its loop body ~15× slower. (Measured earlier under the mallopt-tuned allocator,
     SERJAX_MALLOC=tuned, unrolling lost from S = 4 on, 0.6× at S = 8; `chunks` was then the
     CPU's choice and remains one for that setting.)
