@@ -55,55 +55,6 @@ def jax_peak_mb() -> float | None:
     return None if peak is None else round(peak / 2**20, 1)
 
 
-class TorchOnDevice(bt.Contender):
-    """bench/torch_reference.py's train/eval step with model and data on `device`."""
-
-    def __init__(self, width_scale: int, data, batch_size: int, device: str):
-        import torch
-
-        import torch_reference as ref
-
-        self.name, self.samples, self._torch, self._ref, self.device = "torch", batch_size, torch, ref, device
-        torch.backends.cudnn.benchmark = True
-        model, _ = ref.build(width_scale)
-        self.model = model.to(device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-        self.d = {k: v.to(device) for k, v in data.torch().items()}
-        self.batches = bt.batch_stream(data, batch_size, [0])
-        self.eval_rows = bt.batch_stream(data, batch_size, [12345])
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        for mode in ("train", "eval"):
-            t0 = time.perf_counter()
-            getattr(self, mode)(1)
-            setattr(self, f"first_{mode}_s", round(time.perf_counter() - t0, 2))
-
-    def _rows(self, it):
-        return self._torch.from_numpy(next(it)[0]).to(self.device, non_blocking=True)
-
-    def _sync(self):
-        if self.device.startswith("cuda"):
-            self._torch.cuda.synchronize()
-
-    def train(self, steps):
-        d = self.d
-        for _ in range(steps):
-            self._ref.train_step(self.model, self.opt, self._rows(self.batches), d["table"], d["labels"],
-                                 d["weights"], d["mean"], d["std"])
-        self._sync()
-
-    def eval(self, steps):
-        d = self.d
-        for _ in range(steps):
-            self._ref.eval_step(self.model, self._rows(self.eval_rows), d["table"], d["mean"], d["std"])
-        self._sync()
-
-    def peak_mb(self) -> float | None:
-        if not self.device.startswith("cuda"):
-            return None
-        return round(self._torch.cuda.max_memory_allocated() / 2**20, 1)
-
-
 def frameworks(args, data, clock, log, deadline) -> dict:
     import torch
 
@@ -118,7 +69,7 @@ def frameworks(args, data, clock, log, deadline) -> dict:
         log(f"n = {n}: building and compiling")
         jx = bt.JaxSeeds("jax", bt.serjax_trainer(n, "auto", args.utterances), data, 1, args.batch_size, clock)
         jx.eval(1)
-        th = TorchOnDevice(n, data, args.batch_size, device)
+        th = bt.Torch("torch", n, data, args.batch_size, None, device)
         contenders = {"jax": jx, "torch": th}
         res = {}
         for mode in ("train", "eval"):
@@ -126,7 +77,7 @@ def frameworks(args, data, clock, log, deadline) -> dict:
             res[mode] = bt.alternate(contenders, mode, args.rounds, args.min_time, step_s, log)
         row = {"n": n, "params": count_params(bt.jax_params_of(jx.states)), "torch_device": device,
                "jax_compile_train_s": jx.compile_train_s, "jax_compile_eval_s": jx.compile_eval_s,
-               "jax_peak_device_mb_so_far": jax_peak_mb(), "torch_peak_device_mb": th.peak_mb()}
+               "jax_peak_device_mb_so_far": jax_peak_mb(), "torch_peak_device_mb": th.peak_device_mb()}
         for name in contenders:
             for mode in ("train", "eval"):
                 row[f"{name}_{mode}_samples_per_s"] = bt.median_rate(res[mode][name])
@@ -141,32 +92,9 @@ def frameworks(args, data, clock, log, deadline) -> dict:
 
 
 def seeds(args, data, clock, log, deadline) -> dict:
-    from serjax.train import resolve_seed_strategy
-
-    n = args.seed_width
-    single = bt.serjax_trainer(n, "auto", args.utterances)
-    rows, skipped = [], []
-    for S in args.seeds:
-        if time.perf_counter() > deadline:
-            skipped.append({"S": S})
-            continue
-        log(f"seeds S = {S} (n = {n}): building and compiling")
-        contenders = {s: bt.JaxSeeds(s, bt.serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
-                      for s in args.strategies}
-        contenders["sequence"] = bt.JaxSequence(single, data, S, args.batch_size, clock)
-        step_s = {k: bt.warm_up(c.train, c.first_step_s("train")) for k, c in contenders.items()}
-        res = bt.alternate(contenders, "train", args.seed_rounds, args.min_time, step_s, log)
-        for name, c in contenders.items():
-            rows.append({"S": S, "strategy": name, "train_samples_per_s": bt.median_rate(res[name]),
-                         "ratio_over_sequence": bt.paired_ratio(res[name], res["sequence"]),
-                         "compile_train_s": c.compile_train_s, "rounds": res[name]})
-            log(f"  S = {S} {name:9s} {rows[-1]['train_samples_per_s']:9.1f} samples/s "
-                f"(x{rows[-1]['ratio_over_sequence']:.2f} of sequence)")
-        del contenders
-    return {"n": n, "strategies": list(args.strategies) + ["sequence"],
-            "auto_resolves_to": resolve_seed_strategy("auto"), "rows": rows,
-            "fastest_by_S": bt.fastest_by_seeds(rows), "fastest_tolerance": bt.FASTEST_TOLERANCE,
-            "skipped_for_deadline": skipped, "jax_peak_device_mb": jax_peak_mb()}
+    """bench_train's seed table, for the strategies asked, at the device's peak memory."""
+    result = bt.seed_scaling(args.seeds, data, args, clock, log, args.strategies, deadline)
+    return {**result, "jax_peak_device_mb": jax_peak_mb()}
 
 
 # --------------------------------------------------------------------------- report

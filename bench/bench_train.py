@@ -267,16 +267,27 @@ class JaxSequence(Contender):
 
 
 class Torch(Contender):
-    def __init__(self, name, width_scale: int, data: Data, batch_size: int, threads: int, model=None):
+    """bench/torch_reference.py's train/eval step. threads: torch.set_num_threads before each
+    stretch (None: untouched). device: where model and data live; on a GPU, cudnn.benchmark is
+    on (as XLA autotunes) and each stretch ends with a synchronisation."""
+
+    def __init__(self, name, width_scale: int, data: Data, batch_size: int, threads: int | None,
+                 device: str = "cpu"):
         import torch
 
         import torch_reference as ref
 
-        self.name, self.threads, self.data, self.B, self.samples = name, threads, data, batch_size, batch_size
-        self._torch, self._ref = torch, ref
-        self.model, self.opt = model or ref.build(width_scale)
+        self.name, self.threads, self.B, self.samples = name, threads, batch_size, batch_size
+        self._torch, self._ref, self.device = torch, ref, device
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+        self.model, self.opt = ref.build(width_scale, device=device)
+        self.d = {k: v.to(device) for k, v in data.torch().items()}
         self.batches = batch_stream(data, batch_size, [0])
         self.eval_rows = batch_stream(data, batch_size, [12345])
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         self.train(1)
         self.first_train_s = round(time.perf_counter() - t0, 2)
@@ -284,18 +295,35 @@ class Torch(Contender):
         self.eval(1)
         self.first_eval_s = round(time.perf_counter() - t0, 2)
 
+    def _rows(self, stream):
+        return self._torch.from_numpy(next(stream)[0]).to(self.device, non_blocking=True)
+
+    def _begin(self):
+        if self.threads is not None:
+            self._torch.set_num_threads(self.threads)
+
+    def _end(self):
+        if self.cuda:
+            self._torch.cuda.synchronize()
+
     def train(self, steps):
-        self._torch.set_num_threads(self.threads)
-        d = self.data.torch()
+        self._begin()
+        d = self.d
         for _ in range(steps):
-            rows = self._torch.from_numpy(next(self.batches)[0])
-            self._ref.train_step(self.model, self.opt, rows, d["table"], d["labels"], d["weights"], d["mean"], d["std"])
+            self._ref.train_step(self.model, self.opt, self._rows(self.batches), d["table"], d["labels"],
+                                 d["weights"], d["mean"], d["std"])
+        self._end()
 
     def eval(self, steps):
-        self._torch.set_num_threads(self.threads)
-        d = self.data.torch()
+        self._begin()
+        d = self.d
         for _ in range(steps):
-            self._ref.eval_step(self.model, self._torch.from_numpy(next(self.eval_rows)[0]), d["table"], d["mean"], d["std"])
+            self._ref.eval_step(self.model, self._rows(self.eval_rows), d["table"], d["mean"], d["std"])
+        self._end()
+
+    def peak_device_mb(self) -> float | None:
+        """The CUDA allocator's peak since this contender was built (None off a GPU)."""
+        return round(self._torch.cuda.max_memory_allocated() / 2**20, 1) if self.cuda else None
 
 
 # --------------------------------------------------------------------------- timing
@@ -500,15 +528,21 @@ def jax_params_of(states):
     return jax.tree_util.tree_map(lambda a: a[0], states.params)
 
 
-def seed_scaling(seed_counts, data: Data, args, clock, log) -> dict:
+def seed_scaling(seed_counts, data: Data, args, clock, log, strategies=None, deadline: float = math.inf) -> dict:
+    """Total train samples/s with S seeds per strategy (default: all but `auto`) against
+    `sequence`, at width args.seed_width; an S not started by `deadline` (perf_counter) is
+    listed as skipped."""
     from serjax.train import SEED_STRATEGIES, resolve_seed_strategy
 
     n = args.seed_width
-    strategies = [s for s in SEED_STRATEGIES if s != "auto"]
+    strategies = list(strategies or [s for s in SEED_STRATEGIES if s != "auto"])
     single = serjax_trainer(n, "auto", args.utterances)       # what num_seeds = 1 runs
-    rows = []
+    rows, skipped = [], []
     for S in seed_counts:
-        log(f"seeds S = {S}: building and compiling")
+        if time.perf_counter() > deadline:
+            skipped.append({"S": S})
+            continue
+        log(f"seeds S = {S} (n = {n}): building and compiling")
         contenders = {s: JaxSeeds(s, serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
                       for s in strategies}
         contenders["sequence"] = JaxSequence(single, data, S, args.batch_size, clock)
@@ -522,7 +556,8 @@ def seed_scaling(seed_counts, data: Data, args, clock, log) -> dict:
         del contenders
     return {"n": n, "strategies": strategies + ["sequence"],
             "auto_resolves_to": resolve_seed_strategy("auto"), "rows": rows,
-            "fastest_by_S": fastest_by_seeds(rows), "fastest_tolerance": FASTEST_TOLERANCE}
+            "fastest_by_S": fastest_by_seeds(rows), "fastest_tolerance": FASTEST_TOLERANCE,
+            "skipped_for_deadline": skipped}
 
 
 FASTEST_TOLERANCE = 0.05

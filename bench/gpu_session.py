@@ -83,12 +83,12 @@ class Session:
 
 def environment(s: Session) -> dict:
     info = {}
-    for key, cmd in (("nvidia_smi", ["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                                     "--format=csv,noheader"]),):
-        try:
-            info[key] = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as err:
-            info[key] = f"unavailable: {err}"
+    try:
+        info["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as err:
+        info["nvidia_smi"] = f"unavailable: {err}"
     probe = ("import json, jax, jaxlib, flax, optax, orbax.checkpoint as o, numpy;"
              "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,"
              "'optax': optax.__version__, 'orbax': o.__version__, 'numpy': numpy.__version__,"
@@ -128,20 +128,19 @@ print("smoke ok", float(stats[0, 0]))
 
 
 def smoke(s: Session, env: dict) -> dict | None:
-    """The env under which serjax works (the machine's packages, else the pinned fallback)."""
-    fallback = ROOT / ".whl" / "fallback"
-    candidates = [env]
-    if fallback.is_dir() and any(fallback.glob("*.whl")):
-        site = Path("/tmp/serjax-fallback-site")
-        if not site.exists():
-            subprocess.run([PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                            "--target", str(site), *map(str, fallback.glob("*.whl"))], check=False)
-        candidates.append(dict(env, PYTHONPATH=f"{site}:{env.get('PYTHONPATH', '')}"))
-    for i, e in enumerate(candidates):
-        rc, _ = s.run([PY, "-c", SMOKE], 180, env=dict(e, JAX_PLATFORMS="cpu"),
-                      name="smoke" + (" (fallback wheels)" if i else ""))
-        if rc == 0:
-            return e
+    """The env under which serjax works (the machine's packages, else the pinned fallback,
+    installed only when the machine's packages fail)."""
+    if s.run([PY, "-c", SMOKE], 180, env=dict(env, JAX_PLATFORMS="cpu"), name="smoke")[0] == 0:
+        return env
+    wheels = sorted(map(str, (ROOT / ".whl" / "fallback").glob("*.whl")))
+    if not wheels:
+        return None
+    site = Path("/tmp/serjax-fallback-site")
+    subprocess.run([PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(site), *wheels], check=False)
+    env = dict(env, PYTHONPATH=f"{site}:{env.get('PYTHONPATH', '')}")
+    if s.run([PY, "-c", SMOKE], 180, env=dict(env, JAX_PLATFORMS="cpu"), name="smoke (fallback wheels)")[0] == 0:
+        return env
     return None
 
 
@@ -159,9 +158,9 @@ def corpus_stage(args) -> int:
 
 
 def collect_run(s, out: Path, workdir: Path, cmd, started: float, took: float, rc, strategy, corpus_s,
-                cores) -> dict:
-    """gpu-run.json (finished or not: epochs done, fold end times, a projection) and run.tar.gz
-    (the workdir's small files) in out."""
+                cores, **extra) -> dict:
+    """gpu-run.json (finished or not: epochs done, fold end times, a projection; `extra`
+    fields added) and run.tar.gz (the workdir's small files) in out."""
     summary_path = workdir / "summary.json"
     finished = rc in (0, None) and summary_path.exists()
     config = json.loads((workdir / "config.json").read_text())["config"] if (workdir / "config.json").exists() else {}
@@ -201,11 +200,10 @@ def collect_run(s, out: Path, workdir: Path, cmd, started: float, took: float, r
         versions = {}
     run.update({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
                 "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
-                "machine": {"cpu": "host", "cores": cores}})
+                "machine": {"cpu": "host", "cores": cores}}, **extra)
     (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
     s.log(f"full run: {run}")
     return run
-
 
 
 STATE = Path("/tmp/serjax-gpu-state.json")
@@ -256,10 +254,8 @@ def collect(s, out: Path, cores: int) -> int:
     rc = None if running else (0 if (workdir / "summary.json").exists() else -1)
     shutil.copy(RUN_LOG, out / "run.log")
     (out / "env.json").write_text(json.dumps(state["env"], indent=2) + "\n")  # out starts empty
-    run = collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"],
-                      state["corpus_s"], cores)
-    run["wall_time_how"] = "detached run: from its start to the last file it wrote"
-    (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
+    collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"], state["corpus_s"],
+                cores, wall_time_how="detached run: from its start to the last file it wrote")
     s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, name="report")
     return 0
 
@@ -337,8 +333,8 @@ def main(argv=None) -> int:
     gen.wait()
     if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
         (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
-    rc, _ = s.run([PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
-                  max(60, s.left() / 3), env=corpus_env, name="feature cache")
+    s.run([PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
+          max(60, s.left() / 3), env=corpus_env, name="feature cache")
     corpus_s = round(time.perf_counter() - t_corpus, 1)
     strategy = "auto"
     if probe_rc == 0 and (out / "gpu-seeds-probe.json").exists():
@@ -350,9 +346,8 @@ def main(argv=None) -> int:
     # 3. the full default experiment
     workdir = Path("/tmp/serjax-gpu-default")
     shutil.rmtree(workdir, ignore_errors=True)
-    cmd = [PY, "launch.py"] + run_overrides + [f"--workdir={workdir}"]
-    if strategy != "auto":
-        cmd.insert(-1, f"--config.train.seed_strategy={strategy}")
+    chosen = [] if strategy == "auto" else [f"--config.train.seed_strategy={strategy}"]
+    cmd = [PY, "launch.py"] + run_overrides + chosen + [f"--workdir={workdir}"]
     reserve = 20 if q else (40 if args.benches else 25)
     started = time.time()
     if args.detach:

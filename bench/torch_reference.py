@@ -98,11 +98,11 @@ def param_count(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def build(width_scale: int, num_classes: int = 4, lr: float = 1e-3, seed: int = 0):
-    """(model in channels_last, Adam) for widths n × (8, 16, 32, 32, 64, 64)."""
+def build(width_scale: int, num_classes: int = 4, lr: float = 1e-3, seed: int = 0, device: str = "cpu"):
+    """(model in channels_last on `device`, Adam) for widths n × (8, 16, 32, 32, 64, 64)."""
     torch.manual_seed(seed)
     model = TorchSERCNN(num_classes, tuple(width_scale * b for b in BASE_WIDTHS))
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device=device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
     return model, opt
 
