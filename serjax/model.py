@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from typing import Sequence
 
 import jax
@@ -43,6 +44,57 @@ def avg_pool_2x2(x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     x = x[:, :h - h % 2, :w - w % 2]
     return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's)."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv3x3_shifted_sum(x, kernel):
+    """conv3x3 of a one-channel map as the sum of its nine shifted copies, each times its
+    tap's row of output-channel weights: one elementwise loop for XLA, where its CPU
+    convolution packs nine-element patches (4× slower, results/bench/train.md)."""
+    h, w = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return functools.reduce(operator.add, (padded[:, i:i + h, j:j + w] * kernel[i, j]
+                                           for i in range(3) for j in range(3)))
+
+
+@jax.custom_vjp
+def single_channel_conv3x3(x, kernel):
+    """conv3x3 for a one-channel input (block 1's log-Mel map): the shifted sum on the CPU,
+    XLA's convolution elsewhere; the gradients are always conv3x3's own."""
+    return jax.lax.platform_dependent(x, kernel, cpu=_conv3x3_shifted_sum, default=conv3x3)
+
+
+def _single_channel_conv3x3_fwd(x, kernel):
+    return single_channel_conv3x3(x, kernel), (x, kernel)
+
+
+def _single_channel_conv3x3_bwd(residuals, g):
+    # conv3x3's VJP; the input's cotangent is dead code (and dropped by XLA) when x is data
+    return jax.vjp(conv3x3, *residuals)[1](g)
+
+
+single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _single_channel_conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+    """nn.Conv(features, (3, 3), padding 'SAME') with its parameters ("kernel" [3, 3, in, out],
+    "bias"), initialisers and dtype promotion; a one-channel input goes through
+    single_channel_conv3x3."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = he_normal
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv does
+        conv = single_channel_conv3x3 if x.shape[-1] == 1 else conv3x3
+        return conv(x, kernel) + bias
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -120,7 +172,8 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (3, 3), strides=1, padding="SAME", kernel_init=he_normal)(x)
+        # named as flax names an nn.Conv here, so parameters and checkpoints are nn.Conv's
+        x = Conv3x3(self.features, name="Conv_0")(x)
         # momentum 0.9 here is PyTorch's 0.1: the running statistics move 10 % per step.
         return BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
 

@@ -2,6 +2,7 @@
 what the plain flax/XLA path computes: same outputs, gradients and updated state."""
 
 import sys
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -11,10 +12,11 @@ import optax
 import pytest
 
 from serjax import cpu_tuning
-from serjax.model import BatchNormReLU, SERCNN, avg_pool_2x2
+from serjax.model import BatchNormReLU, Conv3x3, SERCNN, avg_pool_2x2, he_normal
 from serjax.train import Trainer, seed_keys
 
 RNG = np.random.default_rng(3)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FlaxBatchNormReLU(nn.Module):
@@ -91,6 +93,30 @@ def test_avg_pool_matches_flax_forward_and_backward(shape):
     _close(ref(x), avg_pool_2x2(x))
     cot = jnp.asarray(RNG.normal(size=ref(x).shape), jnp.float32)
     _close(jax.grad(lambda x_: jnp.sum(ref(x_) * cot))(x), jax.grad(lambda x_: jnp.sum(avg_pool_2x2(x_) * cot))(x))
+
+
+@pytest.mark.parametrize("channels_in", [1, 3])
+def test_conv3x3_matches_flax_conv_parameters_outputs_and_gradients(channels_in):
+    """Conv3x3 is nn.Conv(…, (3, 3), 'SAME') with the same parameter tree and initial values;
+    the one-channel case (block 1, the shifted sum on the CPU) and the general one give
+    nn.Conv's outputs, kernel and bias gradients, and input gradient."""
+    x = jnp.asarray(RNG.normal(size=(2, 7, 10, channels_in)), jnp.float32)
+    ref, ours = nn.Conv(5, (3, 3), padding="SAME", kernel_init=he_normal), Conv3x3(5)
+    v_ref, v_ours = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
+    _close(v_ref, v_ours, rtol=0, atol=0)
+    params = {"params": {"kernel": v_ref["params"]["kernel"],
+                         "bias": jnp.asarray(RNG.normal(size=5), jnp.float32)}}
+    cot = jnp.asarray(RNG.normal(size=(2, 7, 10, 5)), jnp.float32)
+
+    def outputs_and_grads(model):
+        f = lambda p, x_: jnp.sum(model.apply(p, x_) * cot)  # noqa: E731
+        return jax.jit(model.apply)(params, x), jax.jit(jax.grad(f, argnums=(0, 1)))(params, x)
+
+    _close(outputs_and_grads(ref), outputs_and_grads(ours), rtol=1e-5, atol=1e-5)
+    # the borders: a map of ones and a kernel of ones count each output's in-image neighbours
+    ones = jnp.ones((1, 4, 5, channels_in), jnp.float32)
+    counts = ours.apply({"params": {"kernel": jnp.ones((3, 3, channels_in, 5)), "bias": jnp.zeros(5)}}, ones)
+    assert float(counts[0, 0, 0, 0]) == 4 * channels_in and float(counts[0, 1, 1, 0]) == 9 * channels_in
 
 
 def test_cpu_compiler_options_give_the_same_train_steps():
@@ -182,6 +208,8 @@ def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path)
     def run(**extra):
         env = {k: v for k, v in os.environ.items()
                if k not in ("GLIBC_TUNABLES", "SERJAX_MALLOC", "SERJAX_REEXECUTED")}
+        # this checkout's serjax, however (or whether) it is installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         out = subprocess.run([sys.executable, str(script), "a", "--b=1"], env={**env, **extra},
                              capture_output=True, text=True, timeout=120, check=True).stdout
         return out.count("start"), json.loads(out.strip().splitlines()[-1])
