@@ -580,7 +580,8 @@ ABLATION = (
     ("plain", "flax BatchNorm + ReLU, nn.avg_pool, XLA's default compiler options"),
     ("+options", "+ serjax's CPU compiler options (YNNPACK for reductions only)"),
     ("+pool", "+ pooling as reshape-mean"),
-    ("serjax", "+ fused BatchNorm-ReLU with its closed-form VJP (= serjax)"),
+    ("+bn-relu", "+ fused BatchNorm-ReLU with its closed-form VJP"),
+    ("serjax", "+ block 1's one-channel convolution as a shifted sum (= serjax)"),
 )
 
 
@@ -602,7 +603,9 @@ def _ablation_pieces(level: int):
             return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
                                         epsilon=self.epsilon)(x))
 
-    saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2
+    saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2, model_lib.single_channel_conv3x3
+    if level < 4:
+        model_lib.single_channel_conv3x3 = model_lib.conv3x3
     if level < 3:
         model_lib.BatchNormReLU = PlainBatchNormReLU
     if level < 2:
@@ -610,7 +613,7 @@ def _ablation_pieces(level: int):
     try:
         yield
     finally:
-        model_lib.BatchNormReLU, model_lib.avg_pool_2x2 = saved
+        model_lib.BatchNormReLU, model_lib.avg_pool_2x2, model_lib.single_channel_conv3x3 = saved
 
 
 def ablation(widths, data: Data, args, clock, log) -> list[dict]:
