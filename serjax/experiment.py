@@ -438,7 +438,7 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_workdir_config(config, workdir)
-    started = time.time()
+    clock = WallClock(workdir / "wall_time.json")
     prep = prepare(config, workdir, progress)
     results = []
     for k, name in enumerate(prep.fold_names):
@@ -449,11 +449,34 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
         result = train_fold(prep, k, workdir, progress)
         write_json(path, result)
         results.append(result)
+        clock.record(trained=name)
     summary = build_summary(results, config, prep)
-    summary["wall_time_s"] = round(time.time() - started, 1)
+    summary["wall_time_s"], summary["invocations"] = clock.record()
     write_json(workdir / "summary.json", summary)
     write_run_report(workdir, config, summary)
     return summary
+
+
+class WallClock:
+    """A run's wall time over every invocation that worked on it (a run stopped and resumed
+    is timed in parts, and a rerun of a finished one adds only its own seconds), kept in
+    wall_time.json: one entry per invocation, rewritten after each fold it trains."""
+
+    def __init__(self, path: Path):
+        self.path, self.started = path, time.time()
+        self.earlier = json.loads(path.read_text())["invocations"] if path.exists() else []
+        self.entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+                      "seconds": 0.0, "folds_trained": []}
+
+    def record(self, trained: str | None = None) -> tuple[float, int]:
+        """Write this invocation's time so far; return (total seconds, invocations)."""
+        if trained is not None:
+            self.entry["folds_trained"].append(trained)
+        self.entry["seconds"] = round(time.time() - self.started, 1)
+        invocations = self.earlier + [self.entry]
+        total = round(sum(e["seconds"] for e in invocations), 1)
+        write_json(self.path, {"total_s": total, "invocations": invocations})
+        return total, len(invocations)
 
 
 def build_summary(results, config, prep: Prepared) -> dict:

@@ -127,7 +127,9 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
     lines += confusion_table(summary["confusion"], classes)
     lines += ["", "## Figures", ""] + [f"{line}\n" for line in figure_lines]
     if "wall_time_s" in summary:
-        lines += [f"Wall time: {summary['wall_time_s']:.0f} s."]
+        parts = summary.get("invocations", 1)
+        lines += [f"Wall time: {summary['wall_time_s']:.0f} s" +
+                  (f" (over {parts} invocations: stopped and resumed, or rerun)." if parts > 1 else ".")]
     return write_text(workdir / "report.md", "\n".join(lines) + "\n")
 
 

@@ -80,6 +80,13 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
     assert again["confusion"] == summary["confusion"]
     records = [json.loads(l) for l in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * EPOCHS   # the replayed epochs are logged once
+    # the wall time counts both invocations: the first one's seconds are kept, not overwritten
+    first = json.loads((workdir / "wall_time.json").read_text())
+    both = json.loads((resumed / "wall_time.json").read_text())
+    assert both["invocations"][0] == first["invocations"][0]
+    assert both["invocations"][1]["folds_trained"] == ["fold1"]
+    assert again["invocations"] == 2 and again["wall_time_s"] == both["total_s"] > summary["wall_time_s"]
+    assert "over 2 invocations" in (resumed / "report.md").read_text()
 
 
 def test_same_config_and_seed_give_identical_metrics(finished_run, cache, tmp_path):
