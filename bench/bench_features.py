@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import loadavg, machine_info  # bench/machine.py
+from machine import loadavg, machine_info, write_outputs  # bench/machine.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -214,12 +213,9 @@ def main(argv=None) -> int:
     }
     result["goals_met"] = bool(result["min_ratio_jax_over_librosa"] >= 1.5 and total <= 60.0)
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "features.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "features.md").write_text(markdown(result))
+    paths = write_outputs(args.out, "features", result, markdown(result))
     print(f"total JAX {total:.1f} s for all 8 versions (+{total_compile:.1f} s compile); "
-          f"wrote {out_dir / 'features.json'} and {out_dir / 'features.md'}")
+          "wrote " + " and ".join(map(str, paths)))
     return 0
 
 

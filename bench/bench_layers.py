@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import statistics
 import sys
@@ -119,7 +118,7 @@ def markdown(res: dict) -> str:
              f"Command: `{res['command']}`", "",
              f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
              f"- Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['platform']}",
-             f"- Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v),
+             "- Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v),
              f"- Batch {s['batch_size']}, input {INPUT_SHAPE[0]} × {INPUT_SHAPE[1]}; each time: median over "
              f"{s['rounds']} rounds of ≥ {s['min_time_s']} s of whole calls; host allocator: "
              f"{s['host_allocator']}; JAX compiler options {s['compiler_options']}; PyTorch "
@@ -168,7 +167,7 @@ def main(argv=None) -> int:
     import torch
 
     from bench_train import versions_info
-    from machine import machine_info
+    from machine import machine_info, write_outputs
     from serjax.cpu_tuning import compiler_options
 
     torch.set_num_threads(TORCH_THREADS)
@@ -195,11 +194,8 @@ def main(argv=None) -> int:
                            "host_allocator": "huge pages" if allocator.get("huge_pages", {}).get("on")
                            else ("mallopt tuned" if allocator.get("tuned") else "glibc defaults")},
               "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "layers.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "layers.md").write_text(markdown(result))
-    print(f"wrote {out / 'layers.json'} and {out / 'layers.md'}")
+    paths = write_outputs(args.out, "layers", result, markdown(result))
+    print("wrote " + " and ".join(map(str, paths)))
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import shutil
 import sys
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from machine import loadavg, machine_info  # noqa: E402  (bench/machine.py)
+from machine import loadavg, machine_info, write_outputs  # noqa: E402  (bench/machine.py)
 
 LIMIT_MB = 6 * 1024
 
@@ -106,9 +105,6 @@ def main(argv=None) -> int:
               "utterances": utterances, "versions": 8, "width_scale": args.width_scale,
               "device_table_mb": table_mb, "stages": stages, "peak_rss_mb": peak, "limit_mb": LIMIT_MB,
               "under_limit": peak < LIMIT_MB, "wall_time_s": round(time.perf_counter() - started, 1)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Peak memory: 2943 utterances × all 8 STFT versions (augmentation), CPU", "",
              f"Command: `{result['command']}`", "",
              f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
@@ -118,8 +114,8 @@ def main(argv=None) -> int:
              f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})", "",
              "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |", "|---|---|---|---|"]
     lines += [f"| {s['stage']} | {s['after_s']} | {s['peak_rss_mb']} | {s['rss_mb']} |" for s in stages]
-    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / f'{args.name}.json'} and {out / f'{args.name}.md'}")
+    paths = write_outputs(args.out, args.name, result, "\n".join(lines) + "\n")
+    print("wrote " + " and ".join(map(str, paths)))
     return 0 if result["under_limit"] else 1
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import loadavg, machine_info  # bench/machine.py
+from machine import loadavg, machine_info, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -864,11 +864,8 @@ def main(argv=None) -> int:
             row.update(child_ratios(result["children"], row["n"]))
     result["machine"]["loadavg_end"] = loadavg()
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out_dir / "train.md").write_text(markdown(result))
-    log(f"wrote {out_dir / 'train.json'} and {out_dir / 'train.md'}")
+    paths = write_outputs(args.out, "train", result, markdown(result))
+    log("wrote " + " and ".join(map(str, paths)))
     return 0
 
 
