@@ -119,6 +119,18 @@ def test_conv3x3_matches_flax_conv_parameters_outputs_and_gradients(channels_in)
     assert float(counts[0, 0, 0, 0]) == 4 * channels_in and float(counts[0, 1, 1, 0]) == 9 * channels_in
 
 
+def test_block_one_forward_is_the_shifted_sum_on_the_cpu():
+    """On the CPU block 1's forward pass has no convolution (the shifted sum replaced XLA's
+    4x slower one-channel convolution); its gradient is still the convolution's VJP."""
+    from serjax.model import single_channel_conv3x3
+
+    x, k = jnp.ones((1, 4, 5, 1)), jnp.ones((3, 3, 1, 2))
+    forward = str(jax.make_jaxpr(single_channel_conv3x3)(x, k))
+    backward = str(jax.make_jaxpr(jax.grad(lambda k_: single_channel_conv3x3(x, k_).sum()))(k))
+    assert ("conv_general_dilated" in forward) == (jax.default_backend() != "cpu")
+    assert "conv_general_dilated" in backward
+
+
 def test_cpu_compiler_options_give_the_same_train_steps():
     """Three train steps of the tiny model compiled with serjax's CPU options and with XLA's
     defaults: same losses, parameters and batch statistics within float32 tolerance. (Plain
