@@ -460,11 +460,15 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
 class WallClock:
     """A run's wall time over every invocation that worked on it (a run stopped and resumed
     is timed in parts, and a rerun of a finished one adds only its own seconds), kept in
-    wall_time.json: one entry per invocation, rewritten after each fold it trains."""
+    wall_time.json: one entry per invocation, rewritten after each fold it trains. Earlier
+    entries count only while their work is there to resume (a fold result or a checkpoint):
+    a workdir without them trains from scratch, and so starts a new ledger."""
 
     def __init__(self, path: Path):
         self.path, self.started = path, time.time()
-        self.earlier = json.loads(path.read_text())["invocations"] if path.exists() else []
+        workdir = path.parent
+        resumable = any((workdir / "folds").glob("*.json")) or any((workdir / "checkpoints").glob("*/*"))
+        self.earlier = json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
         self.entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
                       "seconds": 0.0, "folds_trained": []}
 

@@ -254,3 +254,17 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
     records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert sorted((r["fold"], r["epoch"]) for r in records) == [
         (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)]
+
+
+def test_wall_time_ledger_counts_earlier_invocations_only_while_their_work_remains(tmp_path):
+    """A copied or cleaned workdir (no fold results, no checkpoints) trains from scratch: a
+    wall_time.json left in it must not add its seconds to the new run's."""
+    ledger = {"total_s": 60.0, "invocations": [{"started": "x", "seconds": 60.0, "folds_trained": ["fold0"]}]}
+    (tmp_path / "wall_time.json").write_text(json.dumps(ledger))
+    total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
+    assert invocations == 1 and total < 60.0
+    (tmp_path / "wall_time.json").write_text(json.dumps(ledger))
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / "fold0.json").write_text("{}")
+    total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
+    assert invocations == 2 and total >= 60.0
