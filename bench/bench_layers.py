@@ -31,35 +31,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BASE_WIDTHS = (8, 16, 32, 32, 64, 64)
-INPUT_SHAPE = (64, 601)
-TORCH_THREADS = 2
+from bench_train import INPUT_SHAPE, TORCH_THREADS, measure, versions_info, warm_up  # noqa: E402
 
 
 def block_shapes(n: int) -> list[tuple[int, int, int, int]]:
     """(C_in, C_out, H, W) of each block's convolution at width scale n."""
+    from serjax.configlib import base_config
+
     shapes, c_in, (h, w) = [], 1, INPUT_SHAPE
-    for base in BASE_WIDTHS:
+    for base in base_config().model.base_widths:
         shapes.append((c_in, n * base, h, w))
         c_in, h, w = n * base, h // 2, w // 2
     return shapes
 
 
 def time_ms(fn, min_time: float, rounds: int) -> float:
-    """Median over rounds of the mean ms per call (whole calls for >= min_time s each)."""
-    fn()
-    fn()
-    per_round = []
-    for _ in range(rounds):
-        calls, start = 0, time.perf_counter()
-        while True:
+    """Median over rounds of the mean ms per call (bench_train's warm-up and measurement:
+    whole calls for >= min_time s each)."""
+    def calls(k):
+        for _ in range(k):
             fn()
-            calls += 1
-            took = time.perf_counter() - start
-            if took >= min_time:
-                break
-        per_round.append(took / calls * 1e3)
-    return statistics.median(per_round)
+    start = time.perf_counter()
+    fn()
+    call_s = warm_up(calls, time.perf_counter() - start)
+    return statistics.median(1e3 / measure(calls, 1, call_s, min_time)["samples_per_s"] for _ in range(rounds))
 
 
 def jax_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
@@ -67,26 +62,24 @@ def jax_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
     import numpy as np
 
     from serjax.cpu_tuning import compiler_options
-    from serjax.model import conv3x3, single_channel_conv3x3
+    from serjax.model import conv3x3, serjax_conv3x3
 
     rng = np.random.default_rng(0)
     x = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_in)).astype(np.float32))
     k = jax.numpy.asarray(rng.normal(size=(3, 3, c_in, c_out)).astype(np.float32) / (3 * c_in ** 0.5))
     g = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_out)).astype(np.float32))
     options = compiler_options()
-    serjax_conv = single_channel_conv3x3 if c_in == 1 else conv3x3
-
     def compiled(f, *args):
         fn = jax.jit(f).lower(*args).compile(options)
         return lambda: fn(*args).block_until_ready()
 
-    out = {"forward": time_ms(compiled(serjax_conv, x, k), min_time, rounds),
-           "kernel_grad": time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv, x_, k_)[1](g_)[1], x, k, g),
+    out = {"forward": time_ms(compiled(serjax_conv3x3, x, k), min_time, rounds),
+           "kernel_grad": time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[1], x, k, g),
                                   min_time, rounds)}
     if c_in == 1:
         out["forward_xla_conv"] = time_ms(compiled(conv3x3, x, k), min_time, rounds)
     else:
-        out["input_grad"] = time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv, x_, k_)[1](g_)[0], x, k, g),
+        out["input_grad"] = time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[0], x, k, g),
                                     min_time, rounds)
     return out
 
@@ -166,7 +159,6 @@ def main(argv=None) -> int:
     allocator = tune_host_allocator()
     import torch
 
-    from bench_train import versions_info
     from machine import machine_info, write_outputs
     from serjax.cpu_tuning import compiler_options
 

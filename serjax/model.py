@@ -54,7 +54,7 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def _conv3x3_shifted_sum(x, kernel):
     """conv3x3 of a one-channel map as the sum of its nine shifted copies, each times its
     tap's row of output-channel weights: one elementwise loop for XLA, where its CPU
-    convolution packs nine-element patches (4× slower, results/bench/train.md)."""
+    convolution packs nine-element patches (2-4× slower, results/bench/layers.md)."""
     h, w = x.shape[1:3]
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return functools.reduce(operator.add, (padded[:, i:i + h, j:j + w] * kernel[i, j]
@@ -83,10 +83,15 @@ def _single_channel_conv3x3_bwd(residuals, g):
 single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _single_channel_conv3x3_bwd)
 
 
+def serjax_conv3x3(x, kernel):
+    """The 3×3 convolution serjax's blocks run: single_channel_conv3x3 for a one-channel
+    input, conv3x3 otherwise (the same mathematics)."""
+    return (single_channel_conv3x3 if x.shape[-1] == 1 else conv3x3)(x, kernel)
+
+
 class Conv3x3(nn.Module):
     """nn.Conv(features, (3, 3), padding 'SAME') with its parameters ("kernel" [3, 3, in, out],
-    "bias"), initialisers and dtype promotion; a one-channel input goes through
-    single_channel_conv3x3."""
+    "bias"), initialisers and dtype promotion, computed by serjax_conv3x3."""
 
     features: int
     kernel_init: nn.initializers.Initializer = he_normal
@@ -96,8 +101,7 @@ class Conv3x3(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv does
-        conv = single_channel_conv3x3 if x.shape[-1] == 1 else conv3x3
-        return conv(x, kernel) + bias
+        return serjax_conv3x3(x, kernel) + bias
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
