@@ -38,7 +38,8 @@ def describe(config, workdir: Path) -> None:
 
     settings = features.FeatureSettings.from_config(config.features)
     model = build_model(config.model, len(config.data.classes))
-    x = jnp.zeros((1, settings.n_mels, features.num_frames(settings)), jnp.float32)
+    versions = [*config.experiment.train_versions, config.experiment.test_version]
+    x = jnp.zeros((1, settings.n_mels, features.num_frames(settings, versions)), jnp.float32)
     print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2))
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
     n = count_params(variables["params"])

@@ -67,6 +67,24 @@ def speaker_kfold(speakers: Sequence[str], num_folds: int, seed: int) -> np.ndar
     return np.array([fold_of[s] for s in speakers], np.int64)
 
 
+def check_speakers_stay_in_sessions(utterances: Sequence[Utterance]) -> None:
+    """Leave-one-session-out is speaker-independent only if no speaker is in two sessions:
+    true of IEMOCAP and of the readers that take the speaker as the session, not of every
+    manifest (recording days often share speakers). Utterances without a speaker are not
+    checked (the report says so)."""
+    sessions_of: dict[str, set[str]] = {}
+    for u in utterances:
+        if u.speaker:
+            sessions_of.setdefault(u.speaker, set()).add(u.session)
+    shared = sorted(s for s, sessions in sessions_of.items() if len(sessions) > 1)
+    if shared:
+        examples = "; ".join(f"{s!r} in sessions {', '.join(sorted(map(repr, sessions_of[s])))}"
+                             for s in shared[:3])
+        raise SerjaxError(f"config field protocol.name: leave_one_session_out would put {len(shared)} "
+                          f"speaker(s) in both training and test folds ({examples}"
+                          f"{'; …' if len(shared) > 3 else ''}); use leave_one_speaker_out or speaker_kfold")
+
+
 def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_cfg, seed: int):
     """(fold per utterance, fold names) for the configured protocol."""
     name = protocol_cfg.name
@@ -74,6 +92,7 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
         folds = stratified_kfold(labels, protocol_cfg.num_folds, seed)
         return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]
     if name == "leave_one_session_out":
+        check_speakers_stay_in_sessions(utterances)
         return group_folds([u.session for u in utterances], "session")
     if name == "leave_one_speaker_out":
         return group_folds([u.speaker for u in utterances], "speaker")
@@ -93,7 +112,8 @@ def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float,
     val = []
     for label in np.unique(labels[train_idx]):
         members = rng.permutation(train_idx[labels[train_idx] == label])
-        val.append(members[:max(1, int(round(fraction * len(members))))])
+        # at least one per class for validation, and at least one left to fit on
+        val.append(members[:min(max(1, int(round(fraction * len(members)))), len(members) - 1)])
     val = np.sort(np.concatenate(val))
     return np.setdiff1d(train_idx, val), val
 

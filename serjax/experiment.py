@@ -203,6 +203,30 @@ def fold_statistics(prep: Prepared, fold: data_lib.Fold):
     return mean, std, weights
 
 
+def new_best(num_seeds: int) -> dict:
+    """Per seed, the best validation UA so far and its epoch. float64 in memory and in the
+    checkpoint: a resumed run must compare later epochs against the exact bests (a float32
+    copy rounds them, and an exact tie then counts as an improvement about half the time)."""
+    return {"score": np.full(num_seeds, -1.0, np.float64), "epoch": np.zeros(num_seeds, np.int32)}
+
+
+def update_best(best: dict, val_uas, epoch: int) -> tuple[dict, np.ndarray]:
+    """(new bests, improved mask): a seed improves on a strictly higher validation UA."""
+    uas = np.asarray(val_uas, np.float64)
+    improved = uas > best["score"]
+    return {"score": np.where(improved, uas, best["score"]),
+            "epoch": np.where(improved, np.int32(epoch), best["epoch"]).astype(np.int32)}, improved
+
+
+def best_extras(best: dict) -> dict:
+    return {"best_score": best["score"], "best_epoch": best["epoch"]}
+
+
+def best_from_extras(extras: dict) -> dict:
+    return {"score": np.asarray(extras["best_score"], np.float64),
+            "epoch": np.asarray(extras["best_epoch"], np.int32)}
+
+
 def _score_seeds(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
     return [scores(labels, seed_logits.argmax(-1), num_classes) for seed_logits in logits]
 
@@ -245,23 +269,23 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
 
     checkpoints = FoldCheckpoints(workdir / "checkpoints" / fold.name)
     states = prep.trainer.init(seed_keys(prep.seeds, k), input_shape)
-    best = {"score": np.full(S, -1.0, np.float32), "epoch": np.zeros(S, np.int32)}
+    best = new_best(S)
     # a copy: the train step donates (frees) the buffers of the states it is given
     best_states = jax.tree_util.tree_map(jnp.copy, states) if len(val_rows) else None
     start_epoch = checkpoints.latest_epoch() or 0
     if start_epoch:
-        extras_template = {"best_score": best["score"], "best_epoch": best["epoch"]}
+        extras_template = best_extras(best)
         if best_states is not None:
             extras_template["best_state"] = _tree_of(best_states)
         states, extras = checkpoints.restore(start_epoch, states, extras_template)
-        best = {"score": np.asarray(extras["best_score"]), "epoch": np.asarray(extras["best_epoch"])}
+        best = best_from_extras(extras)
         if best_states is not None:
             best_states = _with_tree(states, extras["best_state"])
     metrics_path = workdir / "metrics.jsonl"
     _rewrite_metrics(metrics_path, fold.name, start_epoch)
 
     def save(epoch_done, states_done, best_done, best_states_done):
-        extras = {"best_score": best_done["score"], "best_epoch": best_done["epoch"]}
+        extras = best_extras(best_done)
         if best_states_done is not None:
             extras["best_state"] = _tree_of(best_states_done)
         checkpoints.save(epoch_done, states_done, extras)
@@ -297,11 +321,9 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
                 val_scores = _score_seeds(prep.trainer.predict(states, prep.table, val_rows, mean, std,
                                                                tcfg.eval_batch_size),
                                           prep.labels[fold.validation], num_classes)
-                improved = np.array([v["ua"] > b for v, b in zip(val_scores, best["score"])])
+                best, improved = update_best(best, [v["ua"] for v in val_scores], epoch + 1)
                 if improved.any():
                     best_states = _select(improved, states, best_states)
-                    best["score"] = np.where(improved, [v["ua"] for v in val_scores], best["score"])
-                    best["epoch"] = np.where(improved, epoch + 1, best["epoch"])
                 for record, v in zip(records, val_scores):
                     record.update({f"val_{m}": v[m] for m in METRICS})
             if tcfg.eval_every and ((epoch + 1) % tcfg.eval_every == 0 or last_epoch):
@@ -380,7 +402,7 @@ def restore_final_states(trainer: Trainer, config, workdir: Path, fold_name: str
         raise SerjaxError(f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
                           f"(latest: {epoch}, expected epoch {config.train.epochs})")
     template = trainer.init(seed_keys(seeds, fold_index), input_shape)
-    extras = {"best_score": np.zeros(len(seeds), np.float32), "best_epoch": np.zeros(len(seeds), np.int32)}
+    extras = best_extras(new_best(len(seeds)))
     if config.train.validation_fraction > 0:
         extras["best_state"] = _tree_of(template)
     states, _ = checkpoints.restore(epoch, template, extras)
@@ -489,7 +511,9 @@ def build_summary(results, config, prep: Prepared) -> dict:
                "train_versions": list(config.experiment.train_versions),
                "test_version": int(config.experiment.test_version),
                "seeds": prep.seeds, "epochs": int(config.train.epochs),
-               "selection": "last epoch"}
+               "selection": "last epoch",
+               # whether every utterance names its speaker (speaker independence checkable)
+               "speakers_known": all(u.speaker for u in prep.listing.utterances)}
     summary.update(summarize_results(results, config))
     if "best_val" in results[0]:
         summary["best_val"] = summarize_results(results, config, key="best_val")

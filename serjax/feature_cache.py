@@ -68,7 +68,7 @@ def load_features(utterances: Sequence[Utterance], versions: Sequence[int], sett
                   progress: bool = True) -> dict[int, np.ndarray]:
     """Features [U, n_mels, frames] for each version, computed once and then memory-mapped."""
     dtype = np.dtype(dtype)
-    shape = (len(utterances), settings.n_mels, features.num_frames(settings))
+    shape = (len(utterances), settings.n_mels, features.num_frames(settings, versions))
     paths = {v: cache_path(cache_dir, corpus_name, utterances, v, settings, dtype.name)
              for v in sorted(set(versions))}
     result = {v: _open_valid(p, shape, dtype) for v, p in paths.items()}

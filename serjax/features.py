@@ -159,17 +159,25 @@ def _frames_for(num_samples: int, hop_length: int, n_fft: int, center: bool) -> 
     return 1 + (padded - n_fft) // hop_length
 
 
-def num_frames(settings: FeatureSettings = FeatureSettings(), version: int | None = None) -> int:
-    """Frames per utterance; with a centred STFT every version gives the same count."""
-    versions = STFT_VERSIONS if version is None else [_check_version(version)]
-    counts = set()
+def num_frames(settings: FeatureSettings = FeatureSettings(), version=None) -> int:
+    """Frames per utterance of a version, or of versions that must agree (all eight when
+    None); with a centred STFT every version gives the same count."""
+    if version is None:
+        versions = sorted(STFT_VERSIONS)
+    elif isinstance(version, (int, np.integer)):
+        versions = [version]
+    else:
+        versions = sorted(set(int(v) for v in version))
+    counts = {}
     for v in versions:
-        _, hop, n_fft = stft_params(v, settings)
-        counts.add(_frames_for(settings.num_samples, hop, n_fft, settings.center))
-    if len(counts) != 1:
-        raise SerjaxError("the frame count differs between versions with these settings "
-                          "(center = false); pass a version")
-    return counts.pop()
+        _, hop, n_fft = stft_params(_check_version(v), settings)
+        counts[v] = _frames_for(settings.num_samples, hop, n_fft, settings.center)
+    if len(set(counts.values())) != 1:
+        listed = ", ".join(f"v{v}: {c}" for v, c in counts.items())
+        raise SerjaxError(f"config field features.center: with center = false the versions used give "
+                          f"different frame counts ({listed}) and cannot share one model input; "
+                          "use one version (experiment.train_versions = [test_version]) or center = true")
+    return counts[versions[0]]
 
 
 def output_shape(version: int, settings: FeatureSettings = FeatureSettings()) -> tuple[int, int]:

@@ -21,6 +21,16 @@ PROTOCOL_NOTES = {
     "speaker_kfold": "speaker-independent k-fold (speakers dealt to folds)",
 }
 
+
+def protocol_note(summary: dict) -> str:
+    """The protocol in words; a leave-one-session-out run on a corpus that names no
+    speakers cannot be checked for speaker independence, and says so."""
+    note = PROTOCOL_NOTES.get(summary["protocol"], summary["protocol"])
+    if summary["protocol"] == "leave_one_session_out" and not summary.get("speakers_known", True):
+        note = ("leave-one-session-out (speaker independence not verified: the corpus does not name "
+                "every utterance's speaker)")
+    return note
+
 # The paper's own IEMOCAP figures (UA, WA, ACC in %), for the cells where it gives one.
 # They are the paper's numbers, shown beside ours, never as ours.
 PAPER = {
@@ -103,7 +113,7 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
     lines = [f"# Run report: {workdir.name}", "",
              f"- Data: {data_note(summary)}, {summary['num_utterances']} utterances, "
              f"classes {', '.join(classes)}",
-             f"- Protocol: {PROTOCOL_NOTES.get(summary['protocol'], summary['protocol'])}",
+             f"- Protocol: {protocol_note(summary)}",
              f"- Features: train on STFT version(s) {summary['train_versions']}, "
              f"test on version {summary['test_version']}",
              f"- Model: width scale n = {config.model.width_scale}, ECA after blocks "
@@ -175,7 +185,7 @@ def write_sweep_report(config, workdir: Path) -> Path:
         return write_text(workdir / "report.md", "\n".join(lines) + "\n")
     first = rows[0]["summary"]
     lines += [f"- Data: {data_note(first)}, {first['num_utterances']} utterances",
-              f"- Protocol: {PROTOCOL_NOTES.get(first['protocol'], first['protocol'])}; "
+              f"- Protocol: {protocol_note(first)}; "
               f"{first['epochs']} epochs; seeds {first['seeds']}; scores of the {first['selection']}",
               f"- Finished runs: {len(rows)} of {total}",
               f"- {PAPER_NOTES[name]}", "",

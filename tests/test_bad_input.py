@@ -113,6 +113,17 @@ def test_corrupted_feature_cache_is_rebuilt(tmp_path, caplog):
     assert "rebuilding it" in caplog.text
 
 
+def test_uncentred_features_for_one_version(tmp_path):
+    # center = false: each version has its own frame count, so one version at a time
+    utts = [Utterance(f"u{i}", str(write_wav(tmp_path / f"u{i}.wav", seconds=0.3, seed=i)), "neu", "s", "s")
+            for i in range(2)]
+    settings = features.FeatureSettings(n_mels=32, duration_s=0.4, center=False)
+    got = load_features(utts, [8], settings, tmp_path / "cache", "t", progress=False)[8]
+    assert got.shape == (2, 32, 1 + (6400 - 800) // 160)
+    with pytest.raises(SerjaxError, match="features.center"):
+        load_features(utts, [1, 8], settings, tmp_path / "cache", "t", progress=False)
+
+
 def test_corrupted_checkpoint_is_a_clear_error_and_other_folds_stay_intact(finished_run, tmp_path):
     from serjax.cli import evaluate
 

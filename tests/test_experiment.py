@@ -3,6 +3,7 @@
 One small corpus and two tiny runs are shared by the tests (compiles are the cost here).
 """
 
+import dataclasses
 import json
 import shutil
 
@@ -87,6 +88,35 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
     assert both["invocations"][1]["folds_trained"] == ["fold1"]
     assert again["invocations"] == 2 and again["wall_time_s"] == both["total_s"] > summary["wall_time_s"]
     assert "over 2 invocations" in (resumed / "report.md").read_text()
+
+
+def test_best_epoch_survives_a_checkpoint_round_trip_exactly(tmp_path):
+    # A resumed run compares later validation scores against the restored bests: an exact tie
+    # must not count as an improvement (a float32 copy of 0.7123456789 is smaller than it).
+    import flax
+
+    from serjax.checkpoints import FoldCheckpoints
+
+    @flax.struct.dataclass
+    class States:
+        params: dict
+        batch_stats: dict
+        opt_state: dict
+        step: np.ndarray
+
+    states = States({"w": np.ones(2, np.float32)}, {}, {}, np.zeros((), np.int32))
+    best, improved = experiment.update_best(experiment.new_best(2), [0.7123456789, 0.3], epoch=1)
+    assert improved.tolist() == [True, True]
+    checkpoints = FoldCheckpoints(tmp_path / "fold0")
+    checkpoints.save(1, states, experiment.best_extras(best))
+    checkpoints.close()
+    checkpoints = FoldCheckpoints(tmp_path / "fold0")
+    _, extras = checkpoints.restore(1, states, experiment.best_extras(experiment.new_best(2)))
+    checkpoints.close()
+    restored = experiment.best_from_extras(extras)
+    assert restored["score"].tolist() == [0.7123456789, 0.3] and restored["epoch"].tolist() == [1, 1]
+    after, improved = experiment.update_best(restored, [0.7123456789, 0.5], epoch=2)
+    assert improved.tolist() == [False, True] and after["epoch"].tolist() == [1, 2]
 
 
 def test_same_config_and_seed_give_identical_metrics(finished_run, cache, tmp_path):
@@ -192,6 +222,32 @@ def test_protocols_refuse_a_corpus_without_speakers():
         cfg.name = name
         with pytest.raises(SerjaxError, match="use stratified_kfold"):
             assign_folds(utts, labels, cfg, seed=0)
+
+
+def test_leave_one_session_out_refuses_a_speaker_in_two_sessions():
+    # recording days sharing speakers (a manifest's session column): not speaker-independent
+    utts = [Utterance(f"u{i}", "p", "abcd"[i % 4], f"spk{i % 2}", f"day{i // 4 % 2}") for i in range(16)]
+    labels = np.arange(16) % 4
+    cfg = base_config().protocol
+    cfg.name = "leave_one_session_out"
+    with pytest.raises(SerjaxError, match=r"protocol.name: .*2 speaker\(s\) in both training and test "
+                                          r"folds \('spk0' in sessions 'day0', 'day1'"):
+        assign_folds(utts, labels, cfg, seed=0)
+    # speakers unknown: allowed, and the report says independence is not verified
+    unknown = [dataclasses.replace(u, speaker="") for u in utts]
+    folds, names = assign_folds(unknown, labels, cfg, seed=0)
+    assert names == ["day0", "day1"]
+    from serjax.report import protocol_note
+    assert "not verified" in protocol_note({"protocol": cfg.name, "speakers_known": False})
+    assert protocol_note({"protocol": cfg.name, "speakers_known": True}) == "leave-one-session-out (speaker-independent)"
+
+
+def test_validation_split_leaves_every_class_in_the_fit_set():
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 2)
+    train = np.array([i for i in range(42) if i != 41])     # class 2 has one training utterance
+    fit, val = validation_split(train, labels, 0.1, seed=0)
+    assert set(labels[fit]) == {0, 1, 2} and set(labels[val]) == {0, 1}
+    assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == len(train)
 
 
 def test_validation_split_is_inside_the_training_fold():

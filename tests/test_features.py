@@ -55,6 +55,16 @@ def test_default_shape_is_64_by_601(version):
     assert out.dtype == jnp.float32
 
 
+def test_uncentred_stft_frames_per_version():
+    # 1 + (96000 - n_fft) // 160: one version at a time works; versions that differ cannot share a model
+    uncentred = FeatureSettings(center=False)
+    assert features.num_frames(uncentred, 1) == 599 and features.num_frames(uncentred, 8) == 596
+    assert features.num_frames(uncentred, [8]) == 596
+    assert features.num_frames(FeatureSettings(), [1, 8]) == 601
+    with pytest.raises(SerjaxError, match=r"features.center: .*v1: 599, v8: 596"):
+        features.num_frames(uncentred, [8, 1])
+
+
 def test_stft_params_default_nfft_is_window_length():
     assert features.stft_params(1) == (240, 160, 240)
     assert features.stft_params(4) == (480, 160, 480)

@@ -1,4 +1,5 @@
 import collections
+import re
 
 import pytest
 
@@ -67,15 +68,18 @@ def test_missing_wav_and_malformed_line_listed_together(tmp_path):
     (root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000.wav").unlink()
     with open(label_file, "a") as f:
         f.write("[7.0000 - oops]\tSes01F_impro01_F009\tneu\t[2, 2, 2]\n")
+        # a well-formed line whose id is neither impro nor script (a hand-edited tree)
+        f.write("[8.0000 - 9.0000]\tSes01F_Impro01_F010\tneu\t[2, 2, 2]\n")
     with pytest.raises(SerjaxError) as err:
         load_iemocap(root, sessions=(1,))
     message = str(err.value)
-    assert "2 problem(s)" in message
+    assert "3 problem(s)" in message
     assert "Ses01F_impro01_M000.wav" in message
     assert f"{label_file}:" in message and "malformed label line" in message
+    assert re.search(re.escape(str(label_file)) + r":\d+: utterance id 'Ses01F_Impro01_F010' is not", message)
     listing = load_iemocap(root, sessions=(1,), on_bad_file="skip")
     assert [u.utt_id for u in listing.utterances] == ["Ses01F_impro01_F000"]
-    assert len(listing.skipped) == 2
+    assert len(listing.skipped) == 3
 
 
 def test_missing_root_and_session_are_clear(tmp_path):

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -27,6 +28,16 @@ def test_gamma_zero_equal_weights_is_cross_entropy():
     p = softmax(LOGITS.astype(np.float64))[np.arange(4), LABELS]
     got = focal_loss(jnp.asarray(LOGITS), jnp.asarray(LABELS), jnp.ones(3), 0.0)
     np.testing.assert_allclose(got, -np.log(p), rtol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_focal_gradient_is_finite_when_a_sample_is_certain(gamma):
+    # p_y rounds to 1 at a logit margin of 20: (1 - p)^γ has an infinite slope at 0 for γ < 1
+    logits = jnp.array([[20.0, 0.0], [0.3, 0.1]])
+    grad = jax.grad(lambda z: focal_loss(z, jnp.array([0, 1]), jnp.ones(2), gamma).sum())(logits)
+    assert np.all(np.isfinite(grad)) and np.abs(np.asarray(grad[0])).max() < 1e-6
+    with pytest.raises(SerjaxError, match="train.focal_gamma"):
+        focal_loss(logits, jnp.array([0, 1]), jnp.ones(2), -1.0)
 
 
 def test_class_weights_inverse_frequency_mean_one():

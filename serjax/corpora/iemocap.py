@@ -97,6 +97,10 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
                     problems.append(Skipped(where, f"malformed label line {line.strip()!r}"))
                     continue
                 utt_id, raw = match["utt"], match["label"]
+                if _UTTERANCE_ID.match(utt_id) is None:
+                    problems.append(Skipped(where, f"utterance id {utt_id!r} is not "
+                                                   "SesNN[FM]_impro…_[FM]NNN or SesNN[FM]_script…_[FM]NNN"))
+                    continue
                 if utt_id in seen:
                     problems.append(Skipped(where, f"utterance {utt_id} is labelled twice"))
                     continue

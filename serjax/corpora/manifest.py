@@ -131,6 +131,8 @@ def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
         notes.append(f"manifest {csv_path.name} has no speaker column: every utterance has speaker \"\", "
                      "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
                      + ("" if has_session else ", leave_one_session_out")
-                     + ") cannot be used; set --config.protocol.name=stratified_kfold.")
+                     + ") cannot be used; set --config.protocol.name=stratified_kfold"
+                     + (" (leave_one_session_out runs, but cannot check that no speaker is in two "
+                        "sessions: the report says so)." if has_session else "."))
     return finish_listing("manifest", "manifest", csv_path, utterances, problems,
                           collections.Counter(), on_bad_file, label_map, notes)
