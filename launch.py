@@ -63,10 +63,36 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def load_config():
+    """The --config ConfigDict; a file that cannot be loaded (a typo in its path, an error
+    inside it) stops here with one line, where ml_collections would raise at first use."""
+    from ml_collections import config_flags
+
+    config = flags.FLAGS.config
+    try:
+        config.keys()   # a config that failed to load raises on first use
+        return config
+    except OSError as err:
+        spec = config_flags.get_config_filename(flags.FLAGS["config"])
+        path = Path(spec.partition(":")[0])
+        if not path.is_file():
+            reason = "no such file" if not path.exists() else "not a file"
+        else:
+            cause = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            reason = f"cannot load it ({type(cause).__name__}: {str(cause).strip().splitlines()[-1]})"
+        print(f"serjax: error: --config {spec}: {reason}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     extra = argv[1:]
     if extra and _MODE.value != "predict":
-        raise app.UsageError(f"unexpected arguments: {extra}")
+        print(f"serjax: error: unexpected arguments {extra} (only --mode=predict takes file names)",
+              file=sys.stderr)
+        sys.exit(2)
+    config = load_config()
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from serjax.cpu_tuning import tune_host_allocator
@@ -82,7 +108,7 @@ def main(argv):
         options = {"wavs": list(_WAV.value) + list(extra), "fold": _PREDICT_FOLD.value or None,
                    "seed_index": None if _PREDICT_SEED.value < 0 else _PREDICT_SEED.value,
                    "hop_s": _PREDICT_HOP.value}
-        cli.run(_MODE.value, flags.FLAGS.config, workdir, options)
+        cli.run(_MODE.value, config, workdir, options)
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -97,6 +123,11 @@ def parse_flags(argv):
     `:ARG`, would otherwise come wrapped in a traceback)."""
     try:
         return flags.FLAGS(argv)
+    except (SyntaxError, ImportError, NameError) as err:   # raised by the config file's own code
+        where = f" ({Path(err.filename).name}, line {err.lineno})" if isinstance(err, SyntaxError) else ""
+        print(f"serjax: error: the config file does not load: {type(err).__name__}: "
+              f"{getattr(err, 'msg', err)}{where}", file=sys.stderr)
+        sys.exit(2)
     except flags.Error as err:
         text = str(err)
         lines = [line.strip() for line in text.splitlines() if line.strip()]

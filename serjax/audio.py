@@ -50,10 +50,22 @@ def _wav_truncation(path: str) -> str | None:
     return None
 
 
+def _not_a_file(path) -> str | None:
+    """libsndfile says only "System error." for these."""
+    if not os.path.exists(path):
+        return "no such file"
+    if not os.path.isfile(path):
+        return "is not a file"
+    return None
+
+
 def audio_problem(path: str | os.PathLike) -> str | None:
     """Why a file cannot be used as audio, or None: unreadable, no samples, or (for float
     formats, the only ones that can hold them) NaN or infinite samples. Reads only the
     header of integer-PCM files."""
+    missing = _not_a_file(path)
+    if missing:
+        return missing
     try:
         info = sf.info(os.fspath(path))
     except Exception as err:  # soundfile raises several types for bad files
@@ -77,6 +89,9 @@ def audio_problem(path: str | os.PathLike) -> str | None:
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as float32 mono at `sample_rate` (downmixed and resampled)."""
     path = os.fspath(path)
+    missing = _not_a_file(path)
+    if missing:
+        raise SerjaxError(f"cannot read audio file {path}: {missing}")
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for bad files

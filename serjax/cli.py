@@ -69,12 +69,24 @@ def train(config, workdir: Path) -> None:
     print(f"wrote {workdir / 'summary.json'} and {workdir / 'report.md'}")
 
 
+def require_trained_models(workdir: Path) -> None:
+    """eval and predict need the run's checkpoints and fold files, which git does not keep:
+    a committed results folder (summary and report only) says how to get them."""
+    missing = [name for name in ("folds.json", "checkpoints") if not (workdir / name).exists()]
+    if (workdir / "summary.json").exists() and missing:
+        raise SerjaxError(f"{workdir} holds a finished run's results but not its trained models "
+                          f"(no {' or '.join(missing)}: checkpoints and fold files are not kept in git); "
+                          f"run the same --config with --workdir {workdir} in train mode first "
+                          "(for results/quickstart: python launch.py)")
+
+
 def evaluate(config, workdir: Path) -> None:
     """Restore every fold's final checkpoint, re-evaluate its test fold, write eval.json."""
     from serjax import experiment
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
+    require_trained_models(workdir)
     prep = experiment.prepare(config, workdir, progress=False)
     results = []
     for k, name in enumerate(prep.fold_names):
@@ -134,11 +146,20 @@ def workdir_config(workdir: Path, current):
 
 def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
     workdir = Path(workdir)
+    if mode in ("eval", "report", "predict") and not workdir.is_dir():
+        raise SerjaxError(f"--workdir {workdir} does not exist")
     if mode in ("eval", "predict") and not (workdir / "config.json").exists():
         raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
     if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
         config = workdir_config(workdir, config)   # a run is read back with its own config
+    created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
-    if mode == "predict":
-        return predict(config, workdir, options or {})
-    MODES[mode](config, workdir)
+    try:
+        if mode == "predict":
+            require_trained_models(workdir)
+            return predict(config, workdir, options or {})
+        MODES[mode](config, workdir)
+    except SerjaxError:
+        if created and not any(workdir.iterdir()):
+            workdir.rmdir()   # a mode that failed before writing anything leaves no empty workdir
+        raise

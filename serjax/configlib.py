@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.cache_dir = default_cache_dir()
 
     config.data = ml_collections.ConfigDict()
-    # `synthetic` (built in, generated on first use) or `iemocap` (set data.root).
+    # `synthetic` (built in, generated on first use), or one you bring (set data.root):
+    # iemocap | emodb | ravdess | cremad | manifest (a CSV: path,label[,speaker][,session])
     config.data.corpus = "synthetic"
     config.data.root = ""
     config.data.selection = "improvised"          # improvised | scripted | all
@@ -35,6 +36,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.synthetic = synthetic.default_config()
 
     config.data.cache_dtype = "float16"            # dtype of the on-disk feature cache
+    # feature normalisation, fitted on the training fold only (assumed): per_band (each Mel
+    # band's mean/std) | global (one mean/std over all bands) | none
+    config.data.normalisation = "per_band"
 
     config.features = features.default_config()
 
@@ -43,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.experiment.test_version = 8
 
     config.protocol = ml_collections.ConfigDict()
-    # stratified_kfold (the paper's) | leave_one_session_out | leave_one_speaker_out
+    # stratified_kfold (the paper's) | leave_one_session_out | leave_one_speaker_out | speaker_kfold
     config.protocol.name = "stratified_kfold"
     config.protocol.num_folds = 5
     config.protocol.fold_seed = 0   # fold assignment, independent of the training seeds

@@ -118,8 +118,25 @@ def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float,
     return np.setdiff1d(train_idx, val), val
 
 
-def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, chunk: int = 256):
-    """Per-Mel-band mean and std over the given utterances of every array (frames pooled)."""
+NORMALISATIONS = ("per_band", "global", "none")
+
+
+def normalisation_of(data_cfg) -> str:
+    """data.normalisation (a config saved before the field existed normalised per band)."""
+    kind = data_cfg.get("normalisation", "per_band")
+    if kind not in NORMALISATIONS:
+        raise SerjaxError(f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}")
+    return kind
+
+
+def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "per_band", chunk: int = 256):
+    """The features' normalisation, (mean, std) per Mel band, from the given utterances of
+    every array (the training fold's): `per_band` each band's own over all frames (SPEC §2's
+    default); `global` one mean and std over all bands and frames, given to every band;
+    `none` mean 0, std 1."""
+    if kind == "none":
+        n_mels = arrays[0].shape[1]
+        return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
     total = 0.0
     sums = None
     squares = None
@@ -131,6 +148,8 @@ def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, chunk: int = 
             sums = s if sums is None else sums + s
             squares = q if squares is None else squares + q
             total += block.shape[0] * block.shape[2]
+    if kind == "global":
+        sums, squares, total = np.full_like(sums, sums.sum()), np.full_like(squares, squares.sum()), total * len(sums)
     mean = sums / total
     std = np.sqrt(np.maximum(squares / total - mean ** 2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)

@@ -34,7 +34,7 @@ from serjax.fileio import write_json, write_text
 from serjax.inspect_corpus import format_summary, summarize
 from serjax.losses import class_weights
 from serjax.metrics import scores
-from serjax.model import build_model
+from serjax.model import build_model, check_input_size
 from serjax.train import Trainer, epoch_batches, learning_rate_schedule, seed_keys, trainer_for
 
 METRICS = ("ua", "wa", "acc", "f1")
@@ -115,24 +115,30 @@ def check_versions(config) -> tuple[list[int], int]:
 
 
 def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
-    """Read the corpus, fill the feature cache, assign folds and put the data on the device."""
+    """Read the corpus, fill the feature cache, assign folds and put the data on the device.
+    Everything a config can get wrong is checked before the features are extracted."""
+    classes = list(config.data.classes)
+    for field in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
+        if int(config.train[field]) < 1:
+            raise SerjaxError(f"config field train.{field}: need >= 1, got {config.train[field]}")
+    data_lib.normalisation_of(config.data)
+    train_versions, test_version = check_versions(config)
+    versions = sorted(set(train_versions) | {test_version})
+    settings = features.FeatureSettings.from_config(config.features)
+    check_input_size(settings.n_mels, features.num_frames(settings, versions))
+    model = build_model(config.model, len(classes))
     listing = load_corpus(config.data, config.cache_dir, progress=progress)
     summary = summarize(listing, config.data.classes)
     write_json(workdir / "corpus.json", summary)
     if progress:
         print(format_summary(summary))
-    classes = list(config.data.classes)
     labels = np.array([classes.index(u.label) for u in listing.utterances], np.int32)
-    train_versions, test_version = check_versions(config)
-    versions = sorted(set(train_versions) | {test_version})
-    settings = features.FeatureSettings.from_config(config.features)
+    folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
     arrays = load_features(listing.utterances, versions, settings, config.cache_dir, listing.name,
                            dtype=config.data.cache_dtype, load_workers=config.data.load_workers,
                            progress=progress)
-    folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
     table = device_table([arrays[v] for v in versions])
     release_free_memory()
-    model = build_model(config.model, len(classes))
     trainer = trainer_for(model, config.train, len(labels))
     return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,
                     seeds_of(config))
@@ -195,7 +201,8 @@ def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
 def fold_statistics(prep: Prepared, fold: data_lib.Fold):
     """Normalisation and class weights, from the fitting part of the training fold only."""
     train_versions, _ = check_versions(prep.config)
-    mean, std = data_lib.band_statistics([prep.arrays[v] for v in train_versions], fold.train)
+    mean, std = data_lib.band_statistics([prep.arrays[v] for v in train_versions], fold.train,
+                                         data_lib.normalisation_of(prep.config.data))
     for v in train_versions:
         release_pages(prep.arrays[v])
     weights = class_weights(prep.labels[fold.train], len(prep.config.data.classes),
@@ -312,6 +319,12 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
                                                         labels_on_device, weights, mean, std, lr)
                 step_stats.append(stats)
             stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
+            diverged = [seed for s, seed in enumerate(prep.seeds) if not np.isfinite(stats[:, s, 0]).all()]
+            if diverged:
+                checkpoints.close()
+                raise SerjaxError(f"{fold.name}, epoch {epoch + 1}: the training loss of seed(s) {diverged} "
+                                  "is not finite (training diverged); try a lower train.learning_rate "
+                                  "in a new --workdir")
             records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
                         "train_loss": float(stats[:, s, 0].mean()),
                         "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size))}
@@ -468,6 +481,8 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
         if path.exists():
             results.append(json.loads(path.read_text()))
             continue
+        if not clock.entry["folds_trained"]:
+            record_environment(workdir)   # this invocation trains: its versions and commit
         result = train_fold(prep, k, workdir, progress)
         write_json(path, result)
         results.append(result)
@@ -530,15 +545,55 @@ def _comparable(config) -> dict:
     return d
 
 
+# Config fields added after runs were saved, with the value that does what those runs did:
+# a saved config without the field equals a current one that has this value.
+ADDED_FIELDS = {"data.normalisation": "per_band"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The dotted fields whose values differ between a saved config and the current one."""
+    a, b = _flat(saved), _flat(current)
+    for field, old_behaviour in ADDED_FIELDS.items():
+        if field not in a and b.get(field) == old_behaviour:
+            b.pop(field)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
 def check_workdir_config(config, workdir: Path) -> None:
     path = workdir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("config") != _comparable(config):
-            raise SerjaxError(f"workdir {workdir} holds a run of a different config ({path}); "
-                              "use another --workdir, or delete that one to start over")
+        differences = config_differences(saved.get("config", {}), _comparable(config))
+        if differences:
+            listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
+            raise SerjaxError(f"workdir {workdir} holds a run of a different config ({path}; fields "
+                              f"that differ: {listed}); use another --workdir, or delete that one to start over")
         return
     write_json(path, {"config": _comparable(config), "versions": _environment()})
+
+
+def record_environment(workdir: Path) -> None:
+    """config.json's "versions" describe the software that trains: a workdir whose folds are
+    trained (again, or further) by another checkout or machine gets the current ones, and the
+    earlier ones move to "earlier_versions"."""
+    path = workdir / "config.json"
+    saved = json.loads(path.read_text())
+    now = _environment()
+    if saved.get("versions") != now:
+        if saved.get("versions"):
+            saved.setdefault("earlier_versions", []).append(saved["versions"])
+        saved["versions"] = now
+        write_json(path, saved)
 
 
 def _environment() -> dict:

@@ -218,6 +218,7 @@ class SERCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        check_input_size(*x.shape[1:3], poolings=len(self.widths) - 1)
         x = x[..., None]
         kernels = dict(zip(self.eca_layers, self.eca_kernels))
         for block, width in enumerate(self.widths, start=1):
@@ -229,6 +230,19 @@ class SERCNN(nn.Module):
         x = x.mean(axis=(1, 2))
         x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, name="dense1")(x))
         return nn.Dense(self.num_classes, kernel_init=he_normal, name="dense2")(x)
+
+
+def check_input_size(n_mels: int, frames: int, poolings: int = NUM_BLOCKS - 1) -> None:
+    """The five 2×2 poolings need at least 32 × 32 (a smaller map pools to nothing, and the
+    global average of nothing is NaN: training would run on NaN without a word)."""
+    need = 2 ** poolings
+    if n_mels < need:
+        raise SerjaxError(f"config field features.n_mels: {n_mels} Mel bands do not survive the model's "
+                          f"{poolings} 2×2 poolings; use at least {need}")
+    if frames < need:
+        raise SerjaxError(f"config field features.duration_s: {frames} frames do not survive the model's "
+                          f"{poolings} 2×2 poolings; need at least {need} frames "
+                          f"({need * 10} ms at the 10-ms hop)")
 
 
 def build_model(model_cfg, num_classes: int) -> SERCNN:

@@ -12,6 +12,8 @@ from serjax import figures
 from serjax.fileio import write_text
 
 METRICS = ("ua", "wa", "acc", "f1")
+# std: the population standard deviation (ddof = 0) of the folds × seeds scores
+SCORES_HEADING = "## Scores (%, mean ± std over folds × seeds; population std, ddof = 0)"
 
 PROTOCOL_NOTES = {
     "stratified_kfold": "stratified random k-fold over utterances (the paper's protocol; "
@@ -29,7 +31,19 @@ def protocol_note(summary: dict) -> str:
     if summary["protocol"] == "leave_one_session_out" and not summary.get("speakers_known", True):
         note = ("leave-one-session-out (speaker independence not verified: the corpus does not name "
                 "every utterance's speaker)")
-    return note
+    return f"{note}, {len(summary['per_fold'])} folds" if summary.get("per_fold") else note
+
+
+def paper_caveat(summary: dict) -> str:
+    """Why the paper's column may not be comparable with this run's numbers."""
+    reasons = []
+    if summary["corpus"] != "iemocap":
+        reasons.append("another corpus")
+    if summary["protocol"] != "stratified_kfold":
+        reasons.append("the paper's random 5-fold split is speaker-dependent, this protocol is not")
+    elif len(summary["per_fold"]) != 5:
+        reasons.append(f"{len(summary['per_fold'])} folds, the paper's 5")
+    return ("not comparable: " + "; ".join(reasons)) if reasons else "same protocol"
 
 # The paper's own IEMOCAP figures (UA, WA, ACC in %), for the cells where it gives one.
 # They are the paper's numbers, shown beside ours, never as ours.
@@ -120,7 +134,7 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
              f"{tuple(config.model.eca_layers) or 'none'}",
              f"- Training: {summary['epochs']} epochs, seeds {summary['seeds']}; "
              f"scores are of the **{summary['selection']}** (the test fold selects nothing)",
-             "", "## Scores (%, mean ± std over folds × seeds)", ""]
+             "", SCORES_HEADING, ""]
     lines += score_table(summary)
     if "best_val" in summary:
         lines += ["", f"Selected on validation: {summary['best_val']['selection']}", ""]
@@ -160,12 +174,17 @@ def sweep_rows(config, workdir: Path) -> list[dict]:
 
 
 def _csv(rows) -> str:
+    """One row per run: what the run was (corpus, protocol, folds, epochs, seeds), our scores
+    (%), and the paper's IEMOCAP scores for the same cell, where it gives them."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run", "series", "x"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-                    + ["paper_ua", "paper_wa", "paper_acc"])
+    writer.writerow(["run", "series", "x", "corpus", "protocol", "num_folds", "epochs", "num_seeds"]
+                    + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+                    + ["paper_iemocap_ua", "paper_iemocap_wa", "paper_iemocap_acc"])
     for r in rows:
-        writer.writerow([r["name"], r["series"], "" if r["x"] is None else r["x"]]
+        summary = r["summary"]
+        writer.writerow([r["name"], r["series"], "" if r["x"] is None else r["x"], summary["corpus"],
+                         summary["protocol"], len(summary["per_fold"]), summary["epochs"], len(summary["seeds"])]
                         + [f"{100 * r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
                         + (list(r["paper"]) if r["paper"] else ["", "", ""]))
     return out.getvalue()
@@ -188,9 +207,10 @@ def write_sweep_report(config, workdir: Path) -> Path:
               f"- Protocol: {protocol_note(first)}; "
               f"{first['epochs']} epochs; seeds {first['seeds']}; scores of the {first['selection']}",
               f"- Finished runs: {len(rows)} of {total}",
-              f"- {PAPER_NOTES[name]}", "",
-              "## Scores (%, mean ± std over folds × seeds)", "",
-              "| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC |",
+              f"- {PAPER_NOTES[name]} (Beside ours: {paper_caveat(first)}.)", "",
+              SCORES_HEADING, "",
+              f"| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC "
+              f"({paper_caveat(first)}) |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         paper = " / ".join(f"{v:.2f}" for v in r["paper"]) if r["paper"] else ""
@@ -235,6 +255,9 @@ def rebuild(config, workdir: Path) -> list[Path]:
         summary_path = workdir / "summary.json"
         if not summary_path.exists():
             from serjax.errors import SerjaxError
-            raise SerjaxError(f"{workdir} holds no finished run (no summary.json)")
+            subruns = sorted(p.parent.name for p in workdir.glob("*/summary.json"))
+            hint = (f"; it holds a sweep's runs ({', '.join(subruns[:3])}{', …' if len(subruns) > 3 else ''}): "
+                    "pass the sweep's --config (e.g. configs/fig6.py:small)" if subruns else "")
+            raise SerjaxError(f"{workdir} holds no finished run (no summary.json){hint}")
         written.append(write_run_report(workdir, config, json.loads(summary_path.read_text())))
     return written

@@ -221,12 +221,18 @@ def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: in
     """[steps, S, batch] row indices: each seed its own shuffle of the training rows, the last
     batch filled with extra rows drawn from the same seed's stream. Derived from
     (seed, fold, epoch) alone, so a resumed run draws the same batches."""
+    if batch_size < 1:
+        raise SerjaxError(f"config field train.batch_size: need >= 1, got {batch_size}")
+    if not len(train_rows):
+        raise SerjaxError(f"fold {fold_index} has no training utterance")
     steps = -(-len(train_rows) // batch_size)
     per_seed = []
     for seed in seeds:
         rng = np.random.default_rng([int(seed), fold_index, epoch])
         order = rng.permutation(train_rows)
-        fill = rng.choice(train_rows, steps * batch_size - len(order), replace=False)
+        missing = steps * batch_size - len(order)
+        # without replacement unless the fold is smaller than the gap (under half a batch)
+        fill = rng.choice(train_rows, missing, replace=missing > len(train_rows))
         per_seed.append(np.concatenate([order, fill]).reshape(steps, batch_size))
     return np.stack(per_seed, axis=1)
 

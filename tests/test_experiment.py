@@ -239,7 +239,8 @@ def test_leave_one_session_out_refuses_a_speaker_in_two_sessions():
     assert names == ["day0", "day1"]
     from serjax.report import protocol_note
     assert "not verified" in protocol_note({"protocol": cfg.name, "speakers_known": False})
-    assert protocol_note({"protocol": cfg.name, "speakers_known": True}) == "leave-one-session-out (speaker-independent)"
+    assert protocol_note({"protocol": cfg.name, "speakers_known": True, "per_fold": [{}, {}]}) == \
+        "leave-one-session-out (speaker-independent), 2 folds"
 
 
 def test_validation_split_leaves_every_class_in_the_fit_set():
@@ -248,6 +249,77 @@ def test_validation_split_leaves_every_class_in_the_fit_set():
     fit, val = validation_split(train, labels, 0.1, seed=0)
     assert set(labels[fit]) == {0, 1, 2} and set(labels[val]) == {0, 1}
     assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == len(train)
+
+
+def test_normalisation_kinds():
+    from serjax.data import band_statistics, normalisation_of
+
+    rng = np.random.default_rng(0)
+    array = rng.normal(size=(10, 4, 7)) * np.arange(1, 5)[None, :, None] + np.arange(4)[None, :, None]
+    idx = np.arange(6)
+    mean, std = band_statistics([array], idx, "per_band")
+    np.testing.assert_allclose(mean, array[:6].mean(axis=(0, 2)), rtol=1e-5)
+    np.testing.assert_allclose(std, array[:6].std(axis=(0, 2)), rtol=1e-5)
+    mean, std = band_statistics([array], idx, "global")
+    np.testing.assert_allclose(mean, np.full(4, array[:6].mean()), rtol=1e-5)
+    np.testing.assert_allclose(std, np.full(4, array[:6].std()), rtol=1e-5)
+    mean, std = band_statistics([array], idx, "none")
+    assert mean.tolist() == [0] * 4 and std.tolist() == [1] * 4
+    cfg = base_config().data
+    assert normalisation_of(cfg) == "per_band"
+    cfg.normalisation = "utterance"
+    with pytest.raises(SerjaxError, match="data.normalisation"):
+        normalisation_of(cfg)
+
+
+def test_workdir_config_check_names_fields_and_accepts_added_defaults():
+    saved = experiment._comparable(base_config())
+    del saved["data"]["normalisation"]          # a run saved before the field existed
+    assert experiment.config_differences(saved, experiment._comparable(base_config())) == []
+    changed = base_config()
+    changed.data.normalisation = "none"
+    changed.train.epochs = 7
+    assert experiment.config_differences(saved, experiment._comparable(changed)) == \
+        ["data.normalisation", "train.epochs"]
+
+
+def test_small_folds_and_bad_sizes():
+    from serjax.model import check_input_size
+    from serjax.train import epoch_batches
+
+    # a fold of 5 utterances fills its batch of 16 by drawing again (with replacement)
+    batches = epoch_batches(np.arange(5), 16, [0, 1], fold_index=0, epoch=0)
+    assert batches.shape == (1, 2, 16) and set(batches.ravel()) == set(range(5))
+    assert sorted(batches[0, 0, :5]) == list(range(5))    # every utterance once, then the fill
+    with pytest.raises(SerjaxError, match="train.batch_size"):
+        epoch_batches(np.arange(5), 0, [0], 0, 0)
+    check_input_size(32, 32)
+    with pytest.raises(SerjaxError, match="features.n_mels: 16 Mel bands"):
+        check_input_size(16, 601)
+    with pytest.raises(SerjaxError, match="features.duration_s: 21 frames"):
+        check_input_size(64, 21)
+
+
+def test_a_diverging_run_stops_with_a_clear_error(cache, tmp_path, monkeypatch):
+    real = experiment.trainer_for
+
+    class Diverging:
+        """The real trainer, its training loss replaced by NaN."""
+
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def __getattr__(self, name):
+            return getattr(self.trainer, name)
+
+        def train_step(self, *args):
+            states, stats = self.trainer.train_step(*args)
+            return states, stats.at[..., 0].set(float("nan"))
+
+    monkeypatch.setattr(experiment, "trainer_for", lambda *a: Diverging(real(*a)))
+    with pytest.raises(SerjaxError, match=r"fold0, epoch 1: the training loss of seed\(s\) \[0\] is not finite"):
+        experiment.run(tiny_config(cache, validation_fraction=0.2), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 def test_validation_split_is_inside_the_training_fold():

@@ -24,6 +24,18 @@ def test_bad_override_fails_with_one_clear_line(tmp_path):
     assert not (tmp_path / "corpus.json").exists()
 
 
+def test_unloadable_config_file_fails_with_one_clear_line(tmp_path):
+    missing = launch("--mode=describe", "--config=configs/defualt.py", f"--workdir={tmp_path / 'w'}")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "serjax: error: --config configs/defualt.py: no such file"
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(:\n")
+    result = launch("--mode=describe", f"--config={broken}", f"--workdir={tmp_path / 'w'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the config file does not load: SyntaxError" in result.stderr and "broken.py, line 1" in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def test_inspect_reports_exact_counts_on_an_iemocap_tree(tmp_path):
     root = quirky_iemocap_tree(tmp_path / "IEMOCAP_full_release")
     workdir = tmp_path / "work"

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -79,3 +80,25 @@ def test_bad_file_and_bad_choices_are_named(finished_run, tmp_path):
         predict_files(config, workdir, [str(good)], fold="fold9")
     with pytest.raises(SerjaxError, match="predict_seed"):
         predict_files(config, workdir, [str(good)], seed_index=3)
+
+    with pytest.raises(SerjaxError, match=r"cannot read audio file .*nope.wav: no such file"):
+        predict_files(config, workdir, [str(tmp_path / "nope.wav")])
+
+
+def test_results_without_checkpoints_say_how_to_get_them(finished_run, tmp_path):
+    # a results folder as git keeps it: config, summary and report, no checkpoints or folds
+    from serjax import cli
+
+    config, workdir, _ = finished_run
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    for name in ("config.json", "summary.json", "report.md"):
+        shutil.copy(workdir / name, committed / name)
+    for mode in ("eval", "predict"):
+        with pytest.raises(SerjaxError, match=r"holds a finished run's results but not its trained models "
+                                              r"\(no folds.json or checkpoints"):
+            cli.run(mode, config, committed, {"wavs": ["x.wav"], "fold": None, "seed_index": None, "hop_s": 0})
+    assert sorted(p.name for p in committed.iterdir()) == ["config.json", "report.md", "summary.json"]
+    with pytest.raises(SerjaxError, match="--workdir .* does not exist"):
+        cli.run("eval", config, tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()

@@ -110,7 +110,18 @@ def test_sweep_report_from_stored_results(tmp_path):
     assert "synthetic data" in report
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [r["run"] for r in rows] == ["cnn", "original_eca", "ours", "cnn_augmentation"]
-    assert float(rows[0]["ua_mean"]) == pytest.approx(50.0) and rows[0]["paper_ua"] == "79.16"
+    assert float(rows[0]["ua_mean"]) == pytest.approx(50.0) and rows[0]["paper_iemocap_ua"] == "79.16"
+    assert (rows[0]["corpus"], rows[0]["protocol"], rows[0]["num_folds"]) == ("synthetic", "stratified_kfold", "1")
+    assert "(not comparable: another corpus; 1 folds, the paper's 5)" in report
+    # a speaker-independent sweep on IEMOCAP: the paper's random-fold numbers are not comparable
+    for name in values:
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        summary.update(corpus="iemocap", protocol="leave_one_session_out", per_fold=summary["per_fold"] * 5)
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    rebuild(config, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "leave-one-session-out (speaker-independent), 5 folds" in report
+    assert "(not comparable: the paper's random 5-fold split is speaker-dependent, this protocol is not)" in report
     for name in values:
         assert (tmp_path / name / "report.md").exists()
         assert (tmp_path / name / "figures" / "confusion.png").stat().st_size > 5000
