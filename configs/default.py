@@ -10,7 +10,8 @@ Command (IEMOCAP is licensed: bring your own copy):
 Add --config.num_seeds=4 to train four seeds together. `configs/default.py:loso` is the
 speaker-independent variant (leave-one-session-out: 5 folds, each session's two speakers
 only in its test fold); its numbers are not comparable with the paper's random folds.
-Expected runtime: days on a 2-core CPU; on one GPU, minutes (see results/bench/ once measured).
+Expected runtime: days on a 2-core CPU; on one NVIDIA H200 with 4 seeds, 9.5 minutes projected
+from 2 measured folds of 5 (results/bench/gpu.md; a finished run is still to be timed).
 Expected result: the paper reports 79.37 UA / 79.68 WA / 79.53 ACC for this model (its
 numbers, with an unstated model-selection rule); ours is the last epoch's, to be filled in
 from a real run.

@@ -40,7 +40,9 @@ def describe(config, workdir: Path) -> None:
     model = build_model(config.model, len(config.data.classes))
     versions = [*config.experiment.train_versions, config.experiment.test_version]
     x = jnp.zeros((1, settings.n_mels, features.num_frames(settings, versions)), jnp.float32)
-    print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2))
+    # wide and plain: shapes stay whole in a narrow terminal and in a file (no colour codes)
+    print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2,
+                         console_kwargs={"width": 160, "force_terminal": False, "no_color": True}))
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
     n = count_params(variables["params"])
     info = {"params": n, "widths": list(model.widths), "eca_layers": list(model.eca_layers),

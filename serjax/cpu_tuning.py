@@ -199,7 +199,11 @@ def compiler_options() -> dict | None:
     """Compiler options for serjax's jitted steps on the current backend (None: XLA's defaults)."""
     import jax
 
-    if os.environ.get("SERJAX_CPU_COMPILER", "").lower() == "default" or jax.default_backend() != "cpu":
+    choice = os.environ.get("SERJAX_CPU_COMPILER", "").strip().lower() or "serjax"
+    if choice not in ("serjax", "default"):
+        raise SerjaxError(f"environment variable SERJAX_CPU_COMPILER={choice!r}: use 'default' (XLA's "
+                          "options) or 'serjax' (unset: serjax's CPU options)")
+    if choice == "default" or jax.default_backend() != "cpu":
         return None
     items = tuple(sorted(CPU_COMPILER_OPTIONS.items()))
     return dict(items) if _options_supported(items) else None

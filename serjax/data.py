@@ -102,13 +102,22 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
     raise SerjaxError(f"config field protocol.name: {name!r} is not one of {PROTOCOLS}")
 
 
-def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
-    """Stratified split of a training fold into (fit, validation) indices."""
+SPEAKER_PROTOCOLS = ("leave_one_session_out", "leave_one_speaker_out", "speaker_kfold")
+
+
+def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
+                     speakers: Sequence[str] | None = None):
+    """Split of a training fold into (fit, validation) indices: stratified over utterances,
+    or, given every utterance's speaker (speaker-independent protocols), whole speakers held
+    out until they hold `fraction` of the fold, so the best epoch is chosen the way the test
+    fold is scored, on speakers the model has not heard."""
     if fraction <= 0:
         return train_idx, train_idx[:0]
     if fraction >= 1:
         raise SerjaxError(f"config field train.validation_fraction: need < 1, got {fraction}")
     rng = np.random.default_rng([seed, 0xA11D])
+    if speakers is not None:
+        return _speaker_validation_split(train_idx, labels, fraction, rng, np.asarray(speakers))
     val = []
     for label in np.unique(labels[train_idx]):
         members = rng.permutation(train_idx[labels[train_idx] == label])
@@ -127,6 +136,27 @@ def normalisation_of(data_cfg) -> str:
     if kind not in NORMALISATIONS:
         raise SerjaxError(f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}")
     return kind
+
+
+def _speaker_validation_split(train_idx, labels, fraction, rng, speakers):
+    of_train = speakers[train_idx]
+    names = list(rng.permutation(sorted(set(of_train))))
+    if len(names) < 2:
+        raise SerjaxError("config field train.validation_fraction: a training fold holds one speaker, "
+                          "so no speaker is left to validate on; set it to 0")
+    held, count = [], 0
+    for name in names[:-1]:                     # at least one speaker left to fit on
+        held.append(name)
+        count += int(np.sum(of_train == name))
+        if count >= fraction * len(train_idx):
+            break
+    in_val = np.isin(of_train, held)
+    fit, val = train_idx[~in_val], train_idx[in_val]
+    lost = sorted(set(labels[train_idx].tolist()) - set(labels[fit].tolist()))
+    if lost:
+        raise SerjaxError(f"config field train.validation_fraction: holding out speaker(s) {held} for "
+                          f"validation leaves no training utterance of class(es) {lost}; set it to 0")
+    return np.sort(fit), np.sort(val)
 
 
 def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "per_band", chunk: int = 256):

@@ -193,8 +193,10 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
 def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
     train = np.flatnonzero(prep.folds != k)
     test = np.flatnonzero(prep.folds == k)
+    speakers = [u.speaker for u in prep.listing.utterances]
+    by_speaker = prep.config.protocol.name in data_lib.SPEAKER_PROTOCOLS and all(speakers)
     fit, val = data_lib.validation_split(train, prep.labels, prep.config.train.validation_fraction,
-                                         prep.config.protocol.fold_seed + k)
+                                         prep.config.protocol.fold_seed + k, speakers if by_speaker else None)
     return data_lib.Fold(prep.fold_names[k], fit, val, test)
 
 
@@ -532,8 +534,10 @@ def build_summary(results, config, prep: Prepared) -> dict:
     summary.update(summarize_results(results, config))
     if "best_val" in results[0]:
         summary["best_val"] = summarize_results(results, config, key="best_val")
-        summary["best_val"]["selection"] = (f"best epoch on an inner validation split "
-                                            f"({config.train.validation_fraction:.0%} of each training fold)")
+        by_speaker = config.protocol.name in data_lib.SPEAKER_PROTOCOLS and summary["speakers_known"]
+        summary["best_val"]["selection"] = (
+            f"best epoch on an inner validation split ({config.train.validation_fraction:.0%} of each training "
+            f"fold{', whole speakers held out' if by_speaker else ''})")
     return summary
 
 

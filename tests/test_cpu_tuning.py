@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from serjax import cpu_tuning
+from serjax.errors import SerjaxError
 from serjax.model import BatchNormReLU, Conv3x3, SERCNN, avg_pool_2x2, he_normal
 from serjax.train import Trainer, seed_keys
 
@@ -161,6 +162,9 @@ def test_cpu_compiler_options_give_the_same_train_steps():
 def test_compiler_options_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("SERJAX_CPU_COMPILER", "default")
     assert cpu_tuning.compiler_options() is None
+    monkeypatch.setenv("SERJAX_CPU_COMPILER", "fast")
+    with pytest.raises(SerjaxError, match="SERJAX_CPU_COMPILER='fast'"):
+        cpu_tuning.compiler_options()
 
 
 def test_host_allocator_tuning_is_opt_in_and_idempotent(monkeypatch):

@@ -243,6 +243,20 @@ def test_leave_one_session_out_refuses_a_speaker_in_two_sessions():
         "leave-one-session-out (speaker-independent), 2 folds"
 
 
+def test_validation_split_holds_out_whole_speakers_under_speaker_protocols():
+    utts = utterances()                                  # 5 sessions × 2 speakers × 6
+    labels = np.array(["abcd".index(u.label) for u in utts])
+    speakers = [u.speaker for u in utts]
+    train = np.flatnonzero([u.session != "Ses01" for u in utts])   # leave-one-session-out, fold 0
+    fit, val = validation_split(train, labels, 0.2, seed=3, speakers=speakers)
+    fit_speakers, val_speakers = {speakers[i] for i in fit}, {speakers[i] for i in val}
+    assert val_speakers and not fit_speakers & val_speakers
+    assert sorted(np.concatenate([fit, val]).tolist()) == train.tolist()
+    assert len(val) >= 0.2 * len(train) and len(val_speakers) == 2     # 6 of 48 per speaker: two
+    with pytest.raises(SerjaxError, match="one speaker"):
+        validation_split(np.arange(6), labels, 0.2, seed=0, speakers=speakers)
+
+
 def test_validation_split_leaves_every_class_in_the_fit_set():
     labels = np.array([0] * 20 + [1] * 20 + [2] * 2)
     train = np.array([i for i in range(42) if i != 41])     # class 2 has one training utterance
