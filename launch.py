@@ -44,12 +44,18 @@ def define_config_flag():
             "config", str(HERE / "configs" / "quickstart.py"),
             "Config file, optionally with an argument: configs/NAME.py[:ARG].", lock_config=True)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
-        reason = str(err).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-        culprits = [a for a in sys.argv[1:] if a.startswith("--config.")]
-        where = next((a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
-                     " ".join(culprits) or "the config file")
-        print(f"serjax: error: bad config override {where}: {reason}", file=sys.stderr)
-        sys.exit(2)
+        bad_override(err)
+
+
+def bad_override(err: Exception):
+    """One line naming the override ml_collections refused (the default config's overrides
+    are applied when the flag is defined, an explicit --config file's when flags are parsed)."""
+    reason = str(err).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+    culprits = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    where = next((a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
+                 " ".join(culprits) or "the config file")
+    print(f"serjax: error: bad config override {where}: {reason}", file=sys.stderr)
+    sys.exit(2)
 
 
 def default_workdir() -> Path:
@@ -123,6 +129,8 @@ def parse_flags(argv):
     `:ARG`, would otherwise come wrapped in a traceback)."""
     try:
         return flags.FLAGS(argv)
+    except (AttributeError, KeyError, TypeError) as err:    # an override of an explicit --config file
+        bad_override(err)
     except (SyntaxError, ImportError, NameError) as err:   # raised by the config file's own code
         where = f" ({Path(err.filename).name}, line {err.lineno})" if isinstance(err, SyntaxError) else ""
         print(f"serjax: error: the config file does not load: {type(err).__name__}: "

@@ -68,6 +68,9 @@ def eca_weights(weights: dict, classes, path) -> Path:
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         for label, curve in zip(classes, weights[name]):
+            if curve is None:   # no test utterance of this class in the model's fold
+                ax.plot([], [], label=f"{label} (not in this test fold)", linewidth=1.2)
+                continue
             ax.plot(np.arange(len(curve)), curve, label=label, linewidth=1.2)
         ax.set(xlabel="channel", ylabel="sigmoid weight",
                title=f"ECA after block {name.removeprefix('eca')}")

@@ -24,6 +24,14 @@ def test_bad_override_fails_with_one_clear_line(tmp_path):
     assert not (tmp_path / "corpus.json").exists()
 
 
+def test_bad_override_of_an_explicit_config_file_is_one_line_too(tmp_path):
+    result = launch("--mode=describe", "--config=configs/table5.py", "--config.train.epoch=3",
+                    f"--workdir={tmp_path}", cwd=LAUNCH.parent)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("serjax: error: bad config override --config.train.epoch=3")
+    assert 'Did you mean "epochs"' in result.stderr
+
+
 def test_unloadable_config_file_fails_with_one_clear_line(tmp_path):
     missing = launch("--mode=describe", "--config=configs/defualt.py", f"--workdir={tmp_path / 'w'}")
     assert missing.returncode == 2

@@ -17,7 +17,8 @@ def fields(overrides):
 
 @pytest.mark.parametrize("name,arg,count", [
     ("fig6", "", 64), ("fig6", "small", 32), ("fig7", "", 24), ("fig8", "", 24), ("fig9", "", 32),
-    ("fig10", "", 16), ("fig11", "", 16), ("table5", "", 5), ("table5", "small", 5)])
+    ("fig10", "", 16), ("fig11", "", 16), ("table5", "", 5), ("table5", "small", 5), ("fig7", "small", 24),
+    ("fig8", "small", 24), ("fig9", "small", 32), ("fig10", "small", 16), ("fig11", "small", 16)])
 def test_grid_sizes(name, arg, count):
     runs = expand(sweep_config(name, arg).sweep)
     assert len(runs) == count
@@ -44,6 +45,24 @@ def test_grid_fields():
     table5 = {name: o for name, o, _ in expand(sweep_config("table5", "").sweep)}
     assert table5["cnn"]["experiment.test_version"] == 6
     assert table5["ours_augmentation"]["experiment.train_versions"] == (8, 7, 6, 5, 4, 3, 2, 1)
+
+
+def test_paper_numbers_name_real_runs_and_grids_narrow_from_the_command_line():
+    from serjax.report import PAPER
+    from serjax.sweeps import SWEEPS
+
+    for sweep, run in PAPER:           # a mistyped key would silently drop the paper's column
+        assert run in {name for name, _, _ in expand(sweep_config(sweep, "").sweep)}, (sweep, run)
+    for name in SWEEPS:                # every grid argument is a config field
+        assert expand(sweep_config(name, "").sweep) == SWEEPS[name]()
+    config = sweep_config("table5", "")
+    config.sweep.grid.augmentation = (8, 7)
+    runs = dict((n, o) for n, o, _ in expand(config.sweep))
+    assert runs["ours_augmentation"]["experiment.train_versions"] == (8, 7)
+    fig9 = {n: o for n, o, _ in expand(sweep_config("fig9", "").sweep)}
+    assert fig9["k5_v3"]["model.eca_layers"] == (5, 6) and fig9["k5_v3"]["model.eca_kernel"] == 5
+    fig7 = {n: (o, c) for n, o, c in expand(sweep_config("fig7", "").sweep)}
+    assert fig7["cnn_v4"][0]["model.eca_layers"] == () and fig7["cnn_v4"][1] == ("cnn", 4)
 
 
 def test_run_config_applies_and_locks():
