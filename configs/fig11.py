@@ -6,7 +6,8 @@
     python launch.py --config configs/fig11.py:small --workdir results/fig11-small
 
 Paper (IEMOCAP): CNN 79.66 / 80.50 / 80.08; ECA 80.28 / 80.46 / 80.37 (UA/WA/ACC), the
-paper's best overall.
+paper's best overall (it does not say with how many versions). Width held at n = 4 (assumed);
+--config.sweep.grid.counts narrows the numbers of versions.
 """
 
 from serjax.configlib import sweep_config

@@ -4,7 +4,8 @@
         --workdir runs/fig9
     python launch.py --config configs/fig9.py:small --workdir results/fig9-small
 
-Paper (IEMOCAP): v8 best in most cases.
+Paper (IEMOCAP): v8 best in most cases; the CNN alone it compares with is fig7's cnn_v* runs.
+Width held at n = 4 (assumed). Narrow with --config.sweep.grid.kernels / .versions.
 """
 
 from serjax.configlib import sweep_config

@@ -9,7 +9,9 @@
 
 Paper (IEMOCAP, UA/WA/ACC): 79.16/79.27/79.22; 78.71/78.80/78.76; 79.37/79.68/79.53;
 79.66/80.50/80.08; 80.28/80.46/80.37. The paper does not say which versions its
-augmentation rows used; sweep.grid.augmentation sets them (default all eight, descending).
+augmentation rows or its original-ECA row used: --config.sweep.grid.augmentation='(8,7,6)'
+sets the first (default all eight, descending), the original ECA runs at v8 (assumed), and
+--config.sweep.grid.cnn_version the CNN's (default v6, its Fig. 6 best). Width n = 4 (assumed).
 """
 
 from serjax.configlib import sweep_config
