@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -121,6 +122,8 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
     for field in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
         if int(config.train[field]) < 1:
             raise SerjaxError(f"config field train.{field}: need >= 1, got {config.train[field]}")
+    if not float(config.train.focal_gamma) >= 0:
+        raise SerjaxError(f"config field train.focal_gamma: need γ >= 0, got {config.train.focal_gamma}")
     data_lib.normalisation_of(config.data)
     train_versions, test_version = check_versions(config)
     versions = sorted(set(train_versions) | {test_version})
@@ -260,8 +263,10 @@ def _rewrite_metrics(path: Path, fold: str, upto_epoch: int) -> None:
     write_text(path, "".join(line + "\n" for line in kept))
 
 
-def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> dict:
-    """Train all seeds on fold k (resuming from its checkpoint) and return its results."""
+def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
+               on_checkpoint: Callable[[], object] | None = None) -> dict:
+    """Train all seeds on fold k (resuming from its checkpoint) and return its results;
+    `on_checkpoint` is called after each checkpoint is saved."""
     cfg = prep.config
     tcfg = cfg.train
     fold = split_fold(prep, k)
@@ -298,6 +303,8 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True) -> 
         if best_states_done is not None:
             extras["best_state"] = _tree_of(best_states_done)
         checkpoints.save(epoch_done, states_done, extras)
+        if on_checkpoint is not None:
+            on_checkpoint()
 
     saved_epoch = start_epoch
     bar = tqdm(range(start_epoch, tcfg.epochs), initial=start_epoch, total=tcfg.epochs,
@@ -478,17 +485,22 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
     clock = WallClock(workdir / "wall_time.json")
     prep = prepare(config, workdir, progress)
     results = []
-    for k, name in enumerate(prep.fold_names):
-        path = workdir / "folds" / f"{name}.json"
-        if path.exists():
-            results.append(json.loads(path.read_text()))
-            continue
-        if not clock.entry["folds_trained"]:
-            record_environment(workdir)   # this invocation trains: its versions and commit
-        result = train_fold(prep, k, workdir, progress)
-        write_json(path, result)
-        results.append(result)
-        clock.record(trained=name)
+    try:
+        for k, name in enumerate(prep.fold_names):
+            path = workdir / "folds" / f"{name}.json"
+            if path.exists():
+                results.append(json.loads(path.read_text()))
+                continue
+            if not clock.entry["folds_trained"]:
+                record_environment(workdir)   # this invocation trains: its versions and commit
+            # the ledger follows the checkpoints: a killed run keeps the time of the work it kept
+            result = train_fold(prep, k, workdir, progress, on_checkpoint=clock.record)
+            write_json(path, result)
+            results.append(result)
+            clock.record(trained=name)
+    except KeyboardInterrupt:       # Ctrl-C, SIGTERM: the time up to the saved epoch counts
+        clock.record()
+        raise
     summary = build_summary(results, config, prep)
     summary["wall_time_s"], summary["invocations"] = clock.record()
     write_json(workdir / "summary.json", summary)

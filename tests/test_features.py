@@ -38,8 +38,10 @@ def signals():
 
 
 def test_versions_table():
-    assert features.STFT_VERSIONS[1] == (15, 5)
-    assert features.STFT_VERSIONS[8] == (50, 40)
+    # SPEC §2: (window, overlap) in ms for v1..v8
+    assert features.STFT_VERSIONS == {1: (15, 5), 2: (20, 10), 3: (25, 15), 4: (30, 20),
+                                      5: (35, 25), 6: (40, 30), 7: (45, 35), 8: (50, 40)}
+    assert [features.stft_params(v) for v in range(1, 9)] == [(w, 160, w) for w in range(240, 801, 80)]
     for window, overlap in features.STFT_VERSIONS.values():
         assert window - overlap == 10
 

@@ -63,3 +63,6 @@ def test_scores_on_hand_made_predictions():
     f1 = [2 * 3 / (4 + 4), 2 * 1 / (2 + 2), 2 * 3 / (4 + 4)]
     assert m["f1"] == pytest.approx(np.mean(f1))
     assert confusion_matrix([1], [3], 4).sum() == 1
+    # a class predicted but absent from the labels counts in macro-F1 (with F1 0), not in UA
+    m = scores([0, 0, 1, 1], [0, 2, 1, 1], 4)
+    assert m["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3) and m["ua"] == pytest.approx((1 / 2 + 1) / 2)

@@ -49,6 +49,17 @@ def test_predict_matches_eval_predictions(finished_run, paths, tmp_path):
         assert got[path]["windows"] == 1
 
 
+def test_default_prediction_averages_every_fold_and_seed(finished_run, paths, tmp_path):
+    config, workdir, _ = finished_run
+    path = str(tmp_path / "clip.wav")
+    sf.write(path, read_audio(next(iter(paths.values()))), 16000, subtype="FLOAT")
+    ensemble = list(predict_files(config, workdir, [path])[path]["probabilities"].values())
+    members = [list(predict_files(config, workdir, [path], fold=f, seed_index=0)[path]["probabilities"].values())
+               for f in ("fold0", "fold1")]
+    np.testing.assert_allclose(ensemble, np.mean(members, axis=0), atol=1e-6)
+    assert np.abs(np.subtract(*members)).max() > 1e-4           # the two folds' models disagree
+
+
 def test_long_audio_is_the_mean_of_its_windows(finished_run, paths, tmp_path):
     config, workdir, _ = finished_run
     signal = read_audio(next(p for p in paths.values() if sf.info(p).duration > 2.0))[:16000]

@@ -243,7 +243,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 
 def test_iemocap_loader_reads_the_tree(corpus, turns):
-    iemocap = pytest.importorskip("serjax.corpora.iemocap")
+    from serjax.corpora import iemocap
     listing = iemocap.load_iemocap(corpus, selection="improvised", label_map=PAPER_MAP)
     assert collections.Counter(u.label for u in listing.utterances) == EXPECTED_60
     assert collections.Counter(u.raw_label for u in listing.utterances)["exc"] == 13
