@@ -8,7 +8,7 @@ width scale n = 1 and few epochs. This is what `python launch.py` runs with no f
 Command:           python launch.py            (writes results/quickstart/)
 Expected runtime:  about 1-1.5 minutes on 2 CPU cores (measured: 63 s with the corpus generated,
                    plus about 15 s to generate it on the first run; slower on a busy machine).
-Expected result:   UA 56.3 ± 4.1 % (chance: 25 %) on the
+Expected result:   UA 56.7 ± 5.0 % (chance: 25 %) on the
                    synthetic corpus (see results/quickstart/report.md). Synthetic data:
                    these numbers say nothing about emotion in real speech.
 """

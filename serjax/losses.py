@@ -29,6 +29,7 @@ def focal_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array, gamma: 
         raise SerjaxError(f"config field train.focal_gamma: need γ >= 0, got {gamma}")
     log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]
     # 1 − p_y is exactly 0 once p_y rounds to 1, where (·)^γ has an infinite slope for γ < 1
-    # (a NaN gradient); the floor changes no other value (1 − p_y is 0 or ≥ 2^-24 in float32)
+    # (a NaN gradient); the floor changes no other value (1 − p_y is 0 or ≥ 2^-24 in float32),
+    # though XLA fuses the step differently, so training rounds differently from before it
     modulation = jnp.maximum(1.0 - jnp.exp(log_p), 1e-12) ** gamma if gamma else 1.0
     return -weights[labels] * modulation * log_p
