@@ -112,7 +112,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         options = {"wavs": list(_WAV.value) + list(extra), "fold": _PREDICT_FOLD.value or None,
-                   "seed_index": None if _PREDICT_SEED.value < 0 else _PREDICT_SEED.value,
+                   "seed_index": None if _PREDICT_SEED.value == -1 else _PREDICT_SEED.value,
                    "hop_s": _PREDICT_HOP.value}
         cli.run(_MODE.value, config, workdir, options)
     except SerjaxError as err:

@@ -122,7 +122,11 @@ def predict(config, workdir: Path, options: dict) -> None:
     for path, r in results.items():
         probs = ", ".join(f"{c} {100 * p:.1f}%" for c, p in r["probabilities"].items())
         print(f"{path}: {r['top']}  ({probs}; {r['windows']} window{'s' * (r['windows'] > 1)})")
-    print(f"wrote {write_json(workdir / 'predictions.json', results)}")
+    # earlier calls' predictions are kept: one entry per file (its absolute path), the latest wins
+    path = workdir / "predictions.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved.update({str(Path(p).resolve()): r for p, r in results.items()})
+    print(f"wrote {write_json(path, saved)}")
 
 
 MODES = {"predict": predict, "report": report, "train": train, "inspect": inspect, "features": extract_features,

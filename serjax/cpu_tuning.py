@@ -16,8 +16,8 @@ results/bench/train.md (same mathematics; tested in tests/test_cpu_tuning.py).
      and no trimming, so freed memory is reused and nothing faults: faster than glibc's
      defaults but slower than huge pages for serjax, and the single heap fragments (a
      2943-utterance run with all 8 versions at n = 4 peaked at 6.0 GB RSS, results/bench/
-     memory-tuned-malloc.md). PyTorch gains the most from it (the benchmark uses it for
-     the like-for-like comparison).
+     memory-tuned-malloc.md). PyTorch gains the most from it (the benchmark's allocator
+     table times each framework under each setting).
    - `default`: glibc as configured.
 
 2. Compiler options (`compiler_options()`): on the CPU, XLA hands convolutions to its YNNPACK

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from serjax import features
-from serjax.audio import fix_length, read_audio
+from serjax.audio import audio_problem, fix_length, read_audio
 from serjax.errors import SerjaxError
 from serjax.experiment import restore_final_states, softmax
 from serjax.model import build_model
@@ -52,7 +52,9 @@ def _fold_members(workdir: Path, config, fold: str | None, seed_index: int | Non
 
 def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None = None,
                   seed_index: int | None = None, hop_s: float = 0.0) -> dict:
-    """{path: {"probabilities": {class: p}, "top": class, "windows": n, "duration_s": d}}."""
+    """{path: {"probabilities": {class: p}, "top": class, "windows": n, "duration_s": d,
+    "models": {"folds": [...], "seeds": [...]}, "hop_s": h}}: the probabilities averaged over
+    the chosen folds' and seeds' models, then over the file's windows."""
     workdir = Path(workdir)
     if not paths:
         raise SerjaxError("no audio file given: pass --wav FILE (repeatable) or files after the flags")
@@ -60,16 +62,26 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
     classes = list(config.data.classes)
     version = int(config.experiment.test_version)
     length = int(round(settings.duration_s * settings.sample_rate))
-    # Read every file first: a bad one stops here, naming it, before any model work.
-    signals = {p: read_audio(p, settings.sample_rate) for p in paths}
+    folds, num_seeds = _fold_members(workdir, config, fold, seed_index)   # bad choices: before any work
+    if hop_s < 0:
+        raise SerjaxError(f"--predict_hop_s {hop_s}: need a hop > 0 s (0: half a window)")
     hop = int(round(hop_s * settings.sample_rate)) if hop_s > 0 else length // 2
+    if not 1 <= hop <= length:
+        raise SerjaxError(f"--predict_hop_s {hop_s}: the hop must be between one sample and one window "
+                          f"({settings.duration_s} s), or windows would skip audio")
+    # Check and read every file first (as training checks its corpus: a truncated wav is
+    # refused, not scored): a bad one stops here, naming it, before any model work.
+    for path in paths:
+        problem = audio_problem(path)
+        if problem:
+            raise SerjaxError(f"audio file {path}: {problem}")
+    signals = {p: read_audio(p, settings.sample_rate) for p in paths}
     per_file = {p: windows(s, length, hop) for p, s in signals.items()}
     stacked = np.concatenate(list(per_file.values()))
     table = jnp.asarray(features.extract(stacked, version, settings, progress=False,
                                          out_dtype=np.dtype(config.data.cache_dtype)))
     rows = np.arange(len(stacked))
 
-    folds, num_seeds = _fold_members(workdir, config, fold, seed_index)
     trainer = trainer_for(build_model(config.model, len(classes)), config.train, 1)
     seeds = [config.seed + s for s in range(num_seeds)]
     fold_names = json.loads((workdir / "folds.json").read_text())["names"]
@@ -92,5 +104,8 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
         start += len(win)
         out[path] = {"probabilities": {c: float(v) for c, v in zip(classes, p)},
                      "top": classes[int(np.argmax(p))], "windows": int(len(win)),
-                     "duration_s": round(len(signals[path]) / settings.sample_rate, 3)}
+                     "duration_s": round(len(signals[path]) / settings.sample_rate, 3),
+                     "models": {"folds": list(folds),
+                                "seeds": seeds if seed_index is None else [seeds[seed_index]]},
+                     "hop_s": round(hop / settings.sample_rate, 4)}
     return out

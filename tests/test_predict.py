@@ -92,8 +92,40 @@ def test_bad_file_and_bad_choices_are_named(finished_run, tmp_path):
     with pytest.raises(SerjaxError, match="predict_seed"):
         predict_files(config, workdir, [str(good)], seed_index=3)
 
-    with pytest.raises(SerjaxError, match=r"cannot read audio file .*nope.wav: no such file"):
+    with pytest.raises(SerjaxError, match=r"audio file .*nope.wav: no such file"):
         predict_files(config, workdir, [str(tmp_path / "nope.wav")])
+
+
+def test_truncated_audio_and_bad_hops_are_refused_before_any_model_work(finished_run, tmp_path):
+    config, workdir, _ = finished_run
+    good = tmp_path / "ok.wav"
+    sf.write(good, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])      # header says 1 s, holds 0.5
+    with pytest.raises(SerjaxError, match=r"audio file .*cut.wav: truncated"):
+        predict_files(config, workdir, [str(good), str(cut)])
+    for hop in (1e-6, 0.5, -0.1):          # rounds to 0 samples; longer than the 0.4-s window; negative
+        with pytest.raises(SerjaxError, match="--predict_hop_s"):
+            predict_files(config, workdir, [str(good)], hop_s=hop)
+
+
+def test_predictions_json_keeps_earlier_files_and_names_the_models(finished_run, tmp_path):
+    from serjax import cli
+
+    config, workdir, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    first, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    for i, path in enumerate((first, second)):
+        sf.write(path, np.random.default_rng(i).standard_normal(8000).astype(np.float32) * 0.1, 16000)
+    options = {"fold": "fold1", "seed_index": 0, "hop_s": 0.0}
+    cli.run("predict", config, run, {**options, "wavs": [str(first)]})
+    cli.run("predict", config, run, {**options, "wavs": [str(second)], "fold": None})
+    saved = json.loads((run / "predictions.json").read_text())
+    assert set(saved) == {str(first.resolve()), str(second.resolve())}
+    assert saved[str(first.resolve())]["models"] == {"folds": ["fold1"], "seeds": [0]}
+    assert saved[str(second.resolve())]["models"] == {"folds": ["fold0", "fold1"], "seeds": [0]}
+    assert saved[str(second.resolve())]["hop_s"] == 0.2
 
 
 def test_results_without_checkpoints_say_how_to_get_them(finished_run, tmp_path):

@@ -190,6 +190,8 @@ def _check_config(cfg) -> None:
     def fail(msg):
         raise SerjaxError(f"config.data.synthetic: {msg}")
 
+    if int(cfg.seed) < 0:
+        fail(f"seed must be >= 0, got {cfg.seed}")
     if int(cfg.num_utterances) < 6:
         # Below 6 the largest-remainder split leaves ang empty (5 -> 0/1/2/2).
         fail("num_utterances must be at least 6 (so each class, and both hap and exc, "
