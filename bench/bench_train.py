@@ -432,37 +432,51 @@ def allocator_env(malloc: str) -> dict:
 
 
 def run_children(widths, args, log) -> dict:
-    """{"jax/1/default": {...}, "jax/1/hugepages": {...}, "jax/1/tuned": ..., "torch/1/default": ...}."""
-    out = {}
-    for n in widths:
-        for fw in ("jax", "torch"):
-            for malloc in ALLOCATORS:
-                cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
-                       "--batch-size", str(args.batch_size), "--min-time", str(args.min_time),
-                       "--rounds", str(args.rounds)]
-                env = allocator_env(malloc)
-                key = f"{fw}/{n}/{malloc}"
-                try:
-                    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True, env=env)
-                    out[key] = json.loads(res.stdout.strip().splitlines()[-1])
-                except (subprocess.SubprocessError, ValueError, IndexError) as e:
-                    out[key] = {"error": str(e)[-300:]}
-                log(f"  child {key}: {out[key].get('train_samples_per_s')} samples/s, "
-                    f"peak RSS {out[key].get('peak_rss_mb')} MB")
+    """{"jax/1/default": {...}, "jax/1/hugepages": {...}, "jax/1/tuned": ..., "torch/1/default": ...}.
+
+    Interleaved: args.rounds passes, each running every cell (framework × n × allocator) once
+    in a fresh process for one measurement, so drift on shared cores reaches every cell of a
+    pass alike; a cell's rate is the median of its passes, its ratios are paired by pass."""
+    cells = [(fw, n, malloc) for n in widths for fw in ("jax", "torch") for malloc in ALLOCATORS]
+    out = {f"{fw}/{n}/{malloc}": {"rounds": [], "peak_rss_mb": 0.0} for fw, n, malloc in cells}
+    for r in range(args.rounds):
+        for fw, n, malloc in cells:
+            key = f"{fw}/{n}/{malloc}"
+            cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
+                   "--batch-size", str(args.batch_size), "--min-time", str(args.min_time), "--rounds", "1"]
+            try:
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True,
+                                     env=allocator_env(malloc))
+                child = json.loads(res.stdout.strip().splitlines()[-1])
+            except (subprocess.SubprocessError, ValueError, IndexError) as e:
+                out[key].setdefault("errors", []).append(str(e)[-300:])
+                log(f"  pass {r + 1} child {key}: failed")
+                continue
+            cell = out[key]
+            cell["rounds"] += child["rounds"]
+            cell["peak_rss_mb"] = max(cell["peak_rss_mb"], child["peak_rss_mb"])
+            cell["rss_after_imports_mb"] = child["rss_after_imports_mb"]
+            cell["allocator"] = child["allocator"]
+            log(f"  pass {r + 1} child {key}: {child['train_samples_per_s']} samples/s, "
+                f"peak RSS {child['peak_rss_mb']} MB")
+    for cell in out.values():
+        if cell["rounds"]:
+            cell["train_samples_per_s"] = median_rate(cell["rounds"])
     return out
 
 
 def child_ratios(children: dict, n: int) -> dict:
-    """Train-rate ratios JAX / PyTorch from the child processes at width n: each allocator
-    setting for both; as installed (serjax's default, huge pages, vs glibc's defaults for
-    PyTorch); and each framework's fastest setting against the other's."""
-    rate = {f"{fw}/{m}": children.get(f"{fw}/{n}/{m}", {}).get("train_samples_per_s")
-            for fw in ("jax", "torch") for m in ALLOCATORS}
+    """Train-rate ratios JAX / PyTorch from the child processes at width n, each the median
+    over passes of the ratio within a pass: each allocator setting for both; as installed
+    (serjax's default, huge pages, vs glibc's defaults for PyTorch); and each framework's
+    fastest setting (by median rate) against the other's."""
+    cell = {f"{fw}/{m}": children.get(f"{fw}/{n}/{m}", {}) for fw in ("jax", "torch") for m in ALLOCATORS}
+    rate = {k: c.get("train_samples_per_s") for k, c in cell.items()}
     out = {}
 
     def put(name, a, b):
-        if rate[a] and rate[b]:
-            out[name] = round(rate[a] / rate[b], 3)
+        if rate[a] and rate[b] and len(cell[a]["rounds"]) == len(cell[b]["rounds"]):
+            out[name] = paired_ratio(cell[a]["rounds"], cell[b]["rounds"])
 
     put("ratio_train_jax_over_torch_both_default_malloc", "jax/default", "torch/default")
     put("ratio_train_jax_over_torch_both_hugepages", "jax/hugepages", "torch/hugepages")
@@ -754,9 +768,10 @@ def markdown(res: dict) -> str:
                          f"| {ratio('ratio_train_jax_over_torch_both_tuned')} "
                          f"| {ratio('ratio_train_jax_best_over_torch_best')} "
                          f"({best.get('jax', '?')} / {best.get('torch', '?')}) |")
-        lines += ["", "Train samples/s (peak RSS of the child), median of the rounds, one child process per cell "
-                  "(framework × n × allocator), run one after another, not interleaved; the ratios are JAX / "
-                  "PyTorch of these rates. \"glibc defaults\": glibc as configured out of the box, which hands "
+        lines += ["", "Train samples/s (highest peak RSS of the cell's children), median over the passes: each "
+                  "pass runs every cell (framework × n × allocator) once, in a fresh process, one measurement "
+                  "each, so drift on the shared cores reaches every cell of a pass alike; the ratios are JAX / "
+                  "PyTorch paired within a pass, median over the passes. \"glibc defaults\": glibc as configured out of the box, which hands "
                   "large temporaries back to the kernel after every step and page-faults them in again, 4 KB at a "
                   "time; \"huge pages\": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB "
                   "transparent huge pages (what launch.py starts serjax with, `reexec_with_huge_pages`); "
