@@ -170,3 +170,18 @@ def test_run_report_figures(tmp_path):
     assert "![training curves](figures/curves.png)" in report
     for name in ("confusion", "curves", "eca_weights"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000
+
+
+def test_quickstart_loso_variant():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("quickstart_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loso, plain = module.get_config("loso"), module.get_config("")
+    assert loso.protocol.name == "leave_one_session_out" and loso.train.validation_fraction == 0.15
+    assert plain.protocol.name == "stratified_kfold" and plain.train.validation_fraction == 0.0
+    with pytest.raises(ValueError, match="config argument"):
+        module.get_config("small")
