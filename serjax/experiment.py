@@ -590,12 +590,24 @@ def check_workdir_config(config, workdir: Path) -> None:
     if path.exists():
         saved = json.loads(path.read_text())
         differences = config_differences(saved.get("config", {}), _comparable(config))
-        if differences:
-            listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
+        if not differences:
+            return
+        listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
+        if has_results(workdir):
             raise SerjaxError(f"workdir {workdir} holds a run of a different config ({path}; fields "
                               f"that differ: {listed}); use another --workdir, or delete that one to start over")
-        return
+        # an earlier start that stopped before training anything (a bad corpus, a bad field):
+        # nothing of it is kept but its config and fold assignment, which the new config replaces
+        print(f"serjax: {workdir} held only an untrained start with another config ({listed}); "
+              "starting over with this one")
+        (workdir / "folds.json").unlink(missing_ok=True)
     write_json(path, {"config": _comparable(config), "versions": _environment()})
+
+
+def has_results(workdir: Path) -> bool:
+    """Whether a workdir holds trained work: a summary, a finished fold or a checkpoint."""
+    return ((workdir / "summary.json").exists() or any((workdir / "folds").glob("*.json"))
+            or any((workdir / "checkpoints").glob("*/*")))
 
 
 def record_environment(workdir: Path) -> None:

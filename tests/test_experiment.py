@@ -311,6 +311,19 @@ def test_workdir_config_check_names_fields_and_accepts_added_defaults():
         ["data.normalisation", "train.epochs"]
 
 
+def test_an_untrained_start_may_change_config_but_a_run_may_not(tmp_path):
+    first, second = base_config(), base_config()
+    second.data.on_bad_file = "skip"                 # e.g. after the first start listed bad files
+    experiment.check_workdir_config(first, tmp_path)
+    (tmp_path / "folds.json").write_text("{}")
+    experiment.check_workdir_config(second, tmp_path)          # nothing trained: starts over
+    saved = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert saved["data"]["on_bad_file"] == "skip" and not (tmp_path / "folds.json").exists()
+    (tmp_path / "summary.json").write_text("{}")                # a finished run is never replaced
+    with pytest.raises(SerjaxError, match="fields that differ: data.on_bad_file"):
+        experiment.check_workdir_config(first, tmp_path)
+
+
 def test_small_folds_and_bad_sizes():
     from serjax.model import check_input_size
     from serjax.train import epoch_batches
