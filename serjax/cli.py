@@ -33,13 +33,14 @@ def describe(config, workdir: Path) -> None:
     import jax
     import jax.numpy as jnp
 
-    from serjax import features
+    from serjax import experiment, features
     from serjax.model import build_model, count_params
 
     settings = features.FeatureSettings.from_config(config.features)
     model = build_model(config.model, len(config.data.classes))
-    versions = [*config.experiment.train_versions, config.experiment.test_version]
-    x = jnp.zeros((1, settings.n_mels, features.num_frames(settings, versions)), jnp.float32)
+    train_versions, test_version = experiment.check_versions(config)
+    frames = features.num_frames(settings, [*train_versions, test_version])
+    x = jnp.zeros((1, settings.n_mels, frames), jnp.float32)
     # wide and plain: shapes stay whole in a narrow terminal and in a file (no colour codes)
     print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2,
                          console_kwargs={"width": 160, "force_terminal": False, "no_color": True}))

@@ -86,8 +86,8 @@ def small_variant(config) -> ml_collections.ConfigDict:
     For sweeps: every grid point keeps its meaning (versions, widths, ECA placement), but
     the data (300 utterances, 1.5-s clips), folds (3), width (n = 1, where a sweep does not
     set it) and epochs (5, the learning rate decaying × 0.85 per epoch instead of 0.97) are
-    small. Its
-    numbers show that the machinery works; they are not a reproduction of the paper's.
+    small. Its numbers show that the machinery works; they are not a reproduction of the
+    paper's.
     """
     config.data.corpus = "synthetic"
     config.data.root = ""

@@ -127,17 +127,6 @@ def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float,
     return np.setdiff1d(train_idx, val), val
 
 
-NORMALISATIONS = ("per_band", "global", "none")
-
-
-def normalisation_of(data_cfg) -> str:
-    """data.normalisation (a config saved before the field existed normalised per band)."""
-    kind = data_cfg.get("normalisation", "per_band")
-    if kind not in NORMALISATIONS:
-        raise SerjaxError(f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}")
-    return kind
-
-
 def _speaker_validation_split(train_idx, labels, fraction, rng, speakers):
     of_train = speakers[train_idx]
     names = list(rng.permutation(sorted(set(of_train))))
@@ -157,6 +146,17 @@ def _speaker_validation_split(train_idx, labels, fraction, rng, speakers):
         raise SerjaxError(f"config field train.validation_fraction: holding out speaker(s) {held} for "
                           f"validation leaves no training utterance of class(es) {lost}; set it to 0")
     return np.sort(fit), np.sort(val)
+
+
+NORMALISATIONS = ("per_band", "global", "none")
+
+
+def normalisation_of(data_cfg) -> str:
+    """data.normalisation (a config saved before the field existed normalised per band)."""
+    kind = data_cfg.get("normalisation", "per_band")
+    if kind not in NORMALISATIONS:
+        raise SerjaxError(f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}")
+    return kind
 
 
 def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "per_band", chunk: int = 256):

@@ -33,7 +33,7 @@ from serjax.errors import SerjaxError
 from serjax.feature_cache import load_features
 from serjax.fileio import write_json, write_text
 from serjax.inspect_corpus import format_summary, summarize
-from serjax.losses import class_weights
+from serjax.losses import check_focal_gamma, class_weights
 from serjax.metrics import scores
 from serjax.model import build_model, check_input_size
 from serjax.train import Trainer, epoch_batches, learning_rate_schedule, seed_keys, trainer_for
@@ -122,8 +122,7 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
     for field in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
         if int(config.train[field]) < 1:
             raise SerjaxError(f"config field train.{field}: need >= 1, got {config.train[field]}")
-    if not float(config.train.focal_gamma) >= 0:
-        raise SerjaxError(f"config field train.focal_gamma: need γ >= 0, got {config.train.focal_gamma}")
+    check_focal_gamma(float(config.train.focal_gamma))
     data_lib.normalisation_of(config.data)
     train_versions, test_version = check_versions(config)
     versions = sorted(set(train_versions) | {test_version})
@@ -197,10 +196,21 @@ def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
     train = np.flatnonzero(prep.folds != k)
     test = np.flatnonzero(prep.folds == k)
     speakers = [u.speaker for u in prep.listing.utterances]
-    by_speaker = prep.config.protocol.name in data_lib.SPEAKER_PROTOCOLS and all(speakers)
     fit, val = data_lib.validation_split(train, prep.labels, prep.config.train.validation_fraction,
-                                         prep.config.protocol.fold_seed + k, speakers if by_speaker else None)
+                                         prep.config.protocol.fold_seed + k,
+                                         speakers if validates_by_speaker(prep) else None)
     return data_lib.Fold(prep.fold_names[k], fit, val, test)
+
+
+def speakers_known(prep: Prepared) -> bool:
+    """Whether every utterance names its speaker (so speaker independence can be checked)."""
+    return all(u.speaker for u in prep.listing.utterances)
+
+
+def validates_by_speaker(prep: Prepared) -> bool:
+    """The inner validation split holds out whole speakers: under a speaker-independent
+    protocol, on a corpus that names every speaker."""
+    return prep.config.protocol.name in data_lib.SPEAKER_PROTOCOLS and speakers_known(prep)
 
 
 def fold_statistics(prep: Prepared, fold: data_lib.Fold):
@@ -518,7 +528,7 @@ class WallClock:
     def __init__(self, path: Path):
         self.path, self.started = path, time.time()
         workdir = path.parent
-        resumable = any((workdir / "folds").glob("*.json")) or any((workdir / "checkpoints").glob("*/*"))
+        resumable = has_trained_work(workdir)
         self.earlier = json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
         self.entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
                       "seconds": 0.0, "folds_trained": []}
@@ -541,15 +551,13 @@ def build_summary(results, config, prep: Prepared) -> dict:
                "test_version": int(config.experiment.test_version),
                "seeds": prep.seeds, "epochs": int(config.train.epochs),
                "selection": "last epoch",
-               # whether every utterance names its speaker (speaker independence checkable)
-               "speakers_known": all(u.speaker for u in prep.listing.utterances)}
+               "speakers_known": speakers_known(prep)}
     summary.update(summarize_results(results, config))
     if "best_val" in results[0]:
         summary["best_val"] = summarize_results(results, config, key="best_val")
-        by_speaker = config.protocol.name in data_lib.SPEAKER_PROTOCOLS and summary["speakers_known"]
         summary["best_val"]["selection"] = (
             f"best epoch on an inner validation split ({config.train.validation_fraction:.0%} of each training "
-            f"fold{', whole speakers held out' if by_speaker else ''})")
+            f"fold{', whole speakers held out' if validates_by_speaker(prep) else ''})")
     return summary
 
 
@@ -601,19 +609,24 @@ def check_workdir_config(config, workdir: Path) -> None:
         print(f"serjax: {workdir} held only an untrained start with another config ({listed}); "
               "starting over with this one")
         (workdir / "folds.json").unlink(missing_ok=True)
-    write_json(path, {"config": _comparable(config), "versions": _environment()})
+    # the versions are added by record_environment when this invocation starts training
+    write_json(path, {"config": _comparable(config)})
+
+
+def has_trained_work(workdir: Path) -> bool:
+    """Whether a workdir holds work to resume: a finished fold or a checkpoint."""
+    return any((workdir / "folds").glob("*.json")) or any((workdir / "checkpoints").glob("*/*"))
 
 
 def has_results(workdir: Path) -> bool:
-    """Whether a workdir holds trained work: a summary, a finished fold or a checkpoint."""
-    return ((workdir / "summary.json").exists() or any((workdir / "folds").glob("*.json"))
-            or any((workdir / "checkpoints").glob("*/*")))
+    """Whether a workdir holds a run: a summary or work to resume."""
+    return (workdir / "summary.json").exists() or has_trained_work(workdir)
 
 
 def record_environment(workdir: Path) -> None:
-    """config.json's "versions" describe the software that trains: a workdir whose folds are
-    trained (again, or further) by another checkout or machine gets the current ones, and the
-    earlier ones move to "earlier_versions"."""
+    """config.json's "versions" describe the software that trains (written when training
+    starts): a workdir whose folds are trained (again, or further) by another checkout or
+    machine gets the current ones, and the earlier ones move to "earlier_versions"."""
     path = workdir / "config.json"
     saved = json.loads(path.read_text())
     now = _environment()

@@ -23,10 +23,14 @@ def class_weights(train_labels: np.ndarray, num_classes: int, weighting: str = "
     return (len(train_labels) / (num_classes * counts)).astype(np.float32)
 
 
-def focal_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array, gamma: float) -> jax.Array:
-    """Per-sample −w_y · (1 − p_y)^γ · log p_y for integer labels; γ = 0, w = 1 is cross-entropy."""
+def check_focal_gamma(gamma: float) -> None:
     if not gamma >= 0:
         raise SerjaxError(f"config field train.focal_gamma: need γ >= 0, got {gamma}")
+
+
+def focal_loss(logits: jax.Array, labels: jax.Array, weights: jax.Array, gamma: float) -> jax.Array:
+    """Per-sample −w_y · (1 − p_y)^γ · log p_y for integer labels; γ = 0, w = 1 is cross-entropy."""
+    check_focal_gamma(gamma)
     log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=-1)[:, 0]
     # 1 − p_y is exactly 0 once p_y rounds to 1, where (·)^γ has an infinite slope for γ < 1
     # (a NaN gradient); the floor changes no other value (1 − p_y is 0 or ≥ 2^-24 in float32),

@@ -19,7 +19,7 @@ import numpy as np
 from serjax import features
 from serjax.audio import audio_problem, fix_length, read_audio
 from serjax.errors import SerjaxError
-from serjax.experiment import restore_final_states, softmax
+from serjax.experiment import restore_final_states, seeds_of, softmax
 from serjax.model import build_model
 from serjax.train import trainer_for
 
@@ -83,7 +83,7 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
     rows = np.arange(len(stacked))
 
     trainer = trainer_for(build_model(config.model, len(classes)), config.train, 1)
-    seeds = [config.seed + s for s in range(num_seeds)]
+    seeds = seeds_of(config)
     fold_names = json.loads((workdir / "folds.json").read_text())["names"]
     probabilities = []
     for name in folds:

@@ -231,16 +231,17 @@ def write_sweep_report(config, workdir: Path) -> Path:
         lines.append(f"No finished run yet (0 of {total}).")
         return write_text(workdir / "report.md", "\n".join(lines) + "\n")
     first = rows[0]["summary"]
+    caveat = paper_caveat(first)
     lines += [f"- Data: {data_note(first)}, {first['num_utterances']} utterances",
               f"- Protocol: {protocol_note(first)}; "
               f"{first['epochs']} epochs; seeds {first['seeds']}; scores of the {first['selection']}",
               f"- Width scale n = {config.model.width_scale} wherever the sweep does not vary it "
               "(the paper used its Fig. 6 best, whose n our copy does not show)",
               f"- Finished runs: {len(rows)} of {total}",
-              f"- {PAPER_NOTES[name]} (Beside ours: {paper_caveat(first)}.)", "",
+              f"- {PAPER_NOTES[name]} (Beside ours: {caveat}.)", "",
               SCORES_HEADING, "",
               f"| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC "
-              f"({paper_caveat(first)}) |",
+              f"({caveat}) |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         paper = " / ".join(f"{v:.2f}" for v in r["paper"]) if r["paper"] else ""

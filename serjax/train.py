@@ -42,9 +42,10 @@ def resolve_seed_strategy(strategy: str) -> str:
     (the S single-seed steps written out in one jitted function) gives 0.98-1.22× the
     throughput of S separate runs for S = 1-8 over two benchmark runs; `chunks` (two seeds
     per jitted call) 0.94-1.14×; vmapping S seeds makes XLA's convolutions grouped ones,
-    0.43-0.74× for S = 2-8; lax.map runs its loop body at 0.05-0.06× (~18-20× slower). (Measured earlier under the mallopt-tuned allocator,
-    SERJAX_MALLOC=tuned, unrolling lost from S = 4 on, 0.6× at S = 8; `chunks` was then the
-    CPU's choice and remains one for that setting.)
+    0.43-0.74× for S = 2-8; lax.map runs its loop body at 0.05-0.06× (~18-20× slower).
+    (Measured earlier under the mallopt-tuned allocator, SERJAX_MALLOC=tuned, unrolling lost
+    from S = 4 on, 0.6× at S = 8; `chunks` was then the CPU's choice and remains one for that
+    setting.)
     On an H200 (results/bench/gpu.md, n = 4): `unroll` 0.98-1.06×, vmap 0.08-0.19×.
     """
     if strategy not in SEED_STRATEGIES:
