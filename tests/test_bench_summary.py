@@ -1,0 +1,115 @@
+"""bench/run_all.py: runs the CPU benchmarks one after another and checks the performance
+goals against the files they wrote. Tested on small made-up benchmark files (running the
+benchmarks takes about 40 minutes)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import run_all  # noqa: E402
+
+DATE = "2026-01-02T03:04:05+00:00"
+
+
+def _write(out: Path, name: str, data: dict) -> None:
+    (out / name).write_text(json.dumps(data))
+
+
+def _files(out: Path, train_ratios=(1.2, 0.95, 1.1), feature_ratios=(3.0, 1.4), total_s=20.0, peak_mb=4300.0,
+           date=DATE):
+    _write(out, "train.json", {
+        "date": date,
+        "comparison": [{"n": n, "ratio_train_jax_over_torch": r, "ratio_train_jax_over_torch_range": [r - 0.05, r + 0.05]}
+                       for n, r in zip((1, 2, 4), train_ratios)],
+        "seed_scaling": {"auto_resolves_to": "unroll", "rows": [
+            {"S": 1, "strategy": "unroll", "ratio_over_sequence": 0.9},
+            {"S": 2, "strategy": "unroll", "ratio_over_sequence": 1.1},
+            {"S": 4, "strategy": "unroll", "ratio_over_sequence": 0.97},
+            {"S": 4, "strategy": "vmap", "ratio_over_sequence": 0.5}]}})
+    _write(out, "features.json", {"date": date, "num_utterances": 2943, "total_jax_s_all_versions": total_s,
+                                  "rows": [{"version": v + 1, "ratio_jax_over_librosa": r}
+                                           for v, r in enumerate(feature_ratios)]})
+    _write(out, "memory.json", {"date": date, "peak_rss_mb": peak_mb, "utterances": 2943, "versions": 8,
+                                "width_scale": 4})
+    _write(out, "layers.json", {"date": date})
+
+
+def _by_goal(checked):
+    return {g["goal"]: g for g in checked["goals"]}
+
+
+def test_goals_are_checked_against_the_files(tmp_path):
+    _files(tmp_path)
+    goals = _by_goal(run_all.check_goals(tmp_path))
+    met = {name: g["met"] for name, g in goals.items()}
+    assert met["CPU train throughput vs PyTorch eager, n = 1"] is True
+    assert met["CPU train throughput vs PyTorch eager, n = 2"] is False  # 0.95 < 1.0
+    assert goals["CPU train throughput vs PyTorch eager, n = 2"]["value"] == "0.95×"
+    # seeds: only the strategy `auto` uses, only S >= 2
+    seeds = {name: m for name, m in met.items() if "seeds" in name}
+    assert seeds == {"CPU: S = 2 seeds (`auto` = unroll) vs S single-seed runs": True,
+                     "CPU: S = 4 seeds (`auto` = unroll) vs S single-seed runs": False}
+    assert met["features: JAX vs librosa, every version"] is False  # v2 at 1.4
+    assert "v2" in goals["features: JAX vs librosa, every version"]["value"]
+    assert met["features: all 8 versions of 2943 utterances"] is True
+    assert met["memory: 2943 utterances, 8 versions, n = 4"] is True
+    # no GPU file: said so, neither met nor failed
+    assert goals["GPU: full default run"]["met"] is None
+    assert "no GPU run" in goals["GPU: full default run"]["note"]
+
+
+def test_a_finished_gpu_run_is_judged_and_an_unfinished_one_is_not(tmp_path):
+    _files(tmp_path)
+    device = {"device": "NVIDIA H100"}
+    _write(tmp_path, "gpu-run.json", {"date": DATE, "finished": False, "wall_time_s": 300.0, "epochs_done": 399,
+                                      "epochs_total": 750, "stopped_why": "time budget", "device": device,
+                                      "projection": {"projected_wall_time_s": 571.5}})
+    goal = _by_goal(run_all.check_goals(tmp_path))["GPU: full default run on NVIDIA H100"]
+    assert goal["met"] is None and "projected 572 s" in goal["note"] and "399 of 750" in goal["note"]
+    _write(tmp_path, "gpu-run.json", {"date": DATE, "finished": True, "wall_time_s": 640.0, "device": device})
+    goal = _by_goal(run_all.check_goals(tmp_path))["GPU: full default run on NVIDIA H100"]
+    assert goal["met"] is False and goal["value"] == "640 s"
+
+
+def test_missing_and_broken_files_are_reported_not_raised(tmp_path):
+    (tmp_path / "train.json").write_text("{not json")
+    goals = run_all.check_goals(tmp_path)["goals"]
+    assert all(g["met"] is None for g in goals)
+    assert any(g["source"] == "train.json" and "missing or unreadable" in g["note"] for g in goals)
+
+
+def test_one_run_only_when_every_cpu_benchmark_falls_in_the_window(tmp_path):
+    _files(tmp_path)
+    dates = run_all.check_goals(tmp_path)["cpu_dates"]
+    assert run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is True
+    assert run_all.one_run(dates, ("2026-01-02T03:30:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+    assert run_all.one_run(dates, None) is None
+    del dates["layers"]
+    assert run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+
+
+def test_summary_only_writes_json_and_markdown(tmp_path, capsys):
+    _files(tmp_path)
+    assert run_all.main(["--summary-only", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["runs"] == [] and summary["one_run"] is None
+    md = (tmp_path / "summary.md").read_text()
+    assert "| CPU train throughput vs PyTorch eager, n = 2 | 0.95× | ≥ 1.00× | **not met** |" in md
+    assert "separate runs" in md
+
+
+def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch):
+    ok, bad = tmp_path / "ok.py", tmp_path / "bad.py"
+    ok.write_text("import sys, json, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
+                  "(out / 'layers.json').write_text(json.dumps({'date': '2026-01-01T00:00:00+00:00'}))\n")
+    bad.write_text("raise SystemExit(3)\n")
+    monkeypatch.setattr(run_all, "BENCHMARKS", {"bad": ([str(bad)], "x.json"), "ok": ([str(ok)], "layers.json")})
+    assert run_all.main(["--out", str(tmp_path)]) == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["name"], r["returncode"]) for r in summary["runs"]] == [("bad", 3), ("ok", 0)]
+    assert (tmp_path / "layers.json").is_file()
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "nonesuch"])
