@@ -112,10 +112,11 @@ settings = features.FeatureSettings()
 features.log_mel_jax(np.zeros((1, settings.num_samples), np.float32), 8, settings).block_until_ready()
 cfg = base_config(); cfg.model.width_scale = 1
 trainer = trainer_for(build_model(cfg.model, 4), cfg.train, 8)
-states = trainer.init(seed_keys([0], 0), (16, 40))
-table = jnp.zeros((8, 16, 40), jnp.float16)
+# the smallest input the five 2x2 poolings take (serjax.model.check_input_size)
+states = trainer.init(seed_keys([0], 0), (32, 40))
+table = jnp.zeros((8, 32, 40), jnp.float16)
 states, stats = trainer.train_step(states, jnp.arange(4)[None], table, jnp.zeros(8, jnp.int32),
-                                   jnp.ones(4), jnp.zeros(16), jnp.ones(16), jnp.float32(1e-3))
+                                   jnp.ones(4), jnp.zeros(32), jnp.ones(32), jnp.float32(1e-3))
 with tempfile.TemporaryDirectory() as d:
     ck = FoldCheckpoints(Path(d) / "f")
     ck.save(1, states, {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)})

@@ -1,6 +1,7 @@
-"""bench/run_all.py: runs the CPU benchmarks one after another and checks the performance
-goals against the files they wrote. Tested on small made-up benchmark files (running the
-benchmarks takes about 40 minutes)."""
+"""The benchmark scripts that users and lent GPU machines run: bench/run_all.py (runs the CPU
+benchmarks one after another and checks the performance goals against the files they
+wrote; tested on small made-up files, as the benchmarks take about 40 minutes) and the
+smoke test of bench/gpu_session.py."""
 
 import json
 import sys
@@ -113,3 +114,22 @@ def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch):
     assert (tmp_path / "layers.json").is_file()
     with pytest.raises(SystemExit):
         run_all.main(["--only", "nonesuch"])
+
+
+def test_the_gpu_sessions_smoke_test_passes_on_the_cpu():
+    """bench/gpu_session.py stops a lent GPU machine's session when its smoke test (model,
+    train step, checkpoint round trip with the machine's packages) fails. It once fed the
+    model an input too small for its five poolings and would have stopped every session:
+    run it here, where it is cheap."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))
+    import gpu_session
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{root}:{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run([sys.executable, "-c", gpu_session.SMOKE], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "smoke ok" in done.stdout
