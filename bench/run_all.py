@@ -9,7 +9,8 @@ bench_layers.py, bench_train.py --min-time 4. A benchmark that fails is reported
 others still run; the exit status is then 1. Afterwards (or alone, --summary-only) it writes
 summary.json and summary.md under --out: every goal with the measured value, met or not,
 and the file and date it comes from, and whether the CPU figures come from one run of this
-script (dates inside its window) or from separate runs. GPU rows come from the files
+script (dates inside its window) or from separate runs; --summary-only keeps the record of
+the last run (from the summary.json it replaces), so that provenance survives a recheck. GPU rows come from the files
 bench/gpu_session.py wrote (gpu-run.json, gpu-seeds.json) when a GPU was lent.
 
 About 40 minutes on 2 cores (bench_train alone about 24); run nothing else meanwhile: the
@@ -29,6 +30,7 @@ from pathlib import Path
 from machine import machine_info, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 # name -> (script and arguments, the JSON it writes); run in this order (cheapest first)
 BENCHMARKS = {
@@ -98,7 +100,6 @@ def seed_goals(table: dict | None, source: str, date, backend: str) -> list[dict
     if not table or "rows" not in table:
         return [_goal(f"{backend}: S seeds ≥ S single-seed runs", None, "≥ 1.00×", None, source, date,
                       "no seed table")]
-    sys.path.insert(0, str(ROOT))
     from serjax.train import resolve_seed_strategy
 
     strategy = resolve_seed_strategy("auto")
@@ -214,11 +215,11 @@ def markdown(summary: dict) -> str:
              f"- Machine: {summary['machine']['cpu']}, {summary['machine']['cores']} cores, "
              f"{summary['machine']['platform']}, Python {summary['machine']['python']}"]
     if summary.get("runs"):
-        lines.append("- Benchmarks run: " + ", ".join(
+        lines.append(f"- Benchmarks run ({summary['window'][0]} to {summary['window'][1]}): " + ", ".join(
             f"{r['name']} ({r['wall_time_s']} s{'' if r['returncode'] == 0 else ', exit ' + str(r['returncode'])})"
             for r in summary["runs"]))
     if summary["one_run"] is True:
-        lines.append("- All CPU figures below come from this one run, on this one machine.")
+        lines.append("- All CPU figures below come from that one run, on one machine.")
     else:
         lines.append("- The CPU figures come from separate runs: " + ", ".join(
             f"{name} {date}" for name, date in sorted(summary["cpu_dates"].items())) + ".")
@@ -227,9 +228,9 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {g['goal']} | {g['value'] if g['value'] is not None else '–'} | {g['target']} | "
                      f"{mark(g['met'])} | `{g['source']}` ({g['date'] or '–'}) | {g['note']} |")
     lines += ["", "Each source file's Markdown twin (`train.md`, `features.md`, ...) gives the method, load "
-              "and rounds. Ratios near 1 on 2 shared cores are within run-to-run noise (the same cells "
-              "moved by up to ±25 % between runs of bench_train); the CPU train ratio above is the "
-              "controlled one (one process, same allocator, paired rounds).", ""]
+              "and rounds. On a shared machine read ratios near 1 as ties (on the 2 shared cores serjax "
+              "was developed on, the same cells moved by up to ±25 % between runs of bench_train); the "
+              "CPU train ratio above is the controlled one (one process, same allocator, paired rounds).", ""]
     return "\n".join(lines)
 
 
@@ -243,15 +244,21 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if not out.is_absolute():
         out = (Path.cwd() / out).resolve()
-    runs, window = [], None
+    runs, window, machine = [], None, machine_info()
     command = "python bench/run_all.py" + (" --summary-only" if args.summary_only else "") + (
         " --only " + " ".join(args.only) if args.only else "")
     if not args.summary_only:
         start = _now()
         runs = run_benchmarks(args.only or list(BENCHMARKS), out)
         window = (start, _now())
+    else:
+        # the last run of this script, if any: its files may still be the ones checked
+        earlier = _load(out, "summary.json") or {}
+        if earlier.get("window") and earlier.get("runs"):
+            runs, window = earlier["runs"], tuple(earlier["window"])
+            machine = earlier.get("machine") or machine
     checked = check_goals(out)
-    summary = {"command": command, "date": _now(), "machine": machine_info(), "runs": runs, "window": window,
+    summary = {"command": command, "date": _now(), "machine": machine, "runs": runs, "window": window,
                "one_run": one_run(checked["cpu_dates"], window), **checked}
     json_path, md_path = write_outputs(out, "summary", summary, markdown(summary))
     print(markdown(summary))

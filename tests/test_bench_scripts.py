@@ -133,3 +133,19 @@ def test_the_gpu_sessions_smoke_test_passes_on_the_cpu():
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "smoke ok" in done.stdout
+
+
+def test_a_recheck_keeps_the_record_of_the_run_that_wrote_the_files(tmp_path):
+    _files(tmp_path)
+    window = ["2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00"]
+    runs = [{"name": name, "returncode": 0, "wall_time_s": 1.0} for name in run_all.BENCHMARKS]
+    _write(tmp_path, "summary.json", {"window": window, "runs": runs, "machine": {
+        "cpu": "the run's", "cores": 2, "platform": "x", "python": "3"}})
+    assert run_all.main(["--summary-only", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["one_run"] is True and summary["runs"] == runs and summary["machine"]["cpu"] == "the run's"
+    assert "come from that one run" in (tmp_path / "summary.md").read_text()
+    # a benchmark rerun alone afterwards: its file is no longer from that run
+    _files(tmp_path, date="2026-01-05T00:00:00+00:00")
+    run_all.main(["--summary-only", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "summary.json").read_text())["one_run"] is False
