@@ -181,14 +181,18 @@ class Trainer:
 
     def _batched(self, step, states, data, rows, mean, std, batch_size):
         """step over rows in fixed-size batches (the last one padded, so one shape compiles),
-        outputs concatenated along the sample axis (axis 1, after the seeds)."""
-        outputs = []
+        outputs concatenated along the sample axis (axis 1, after the seeds). The padding is
+        cut off and the batches joined in NumPy, after one transfer of them all: slicing or
+        concatenating on the device would compile once per fold size."""
+        outputs, sizes = [], []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             padded = np.pad(chunk, (0, batch_size - len(chunk)))
-            out = step(states, jnp.asarray(padded), data, mean, std)
-            outputs.append(jax.tree_util.tree_map(lambda a: a[:, :len(chunk)], out))
-        return jax.tree_util.tree_map(lambda *parts: np.asarray(jnp.concatenate(parts, axis=1)), *outputs)
+            outputs.append(step(states, jnp.asarray(padded), data, mean, std))
+            sizes.append(len(chunk))
+        host = jax.device_get(outputs)
+        parts = [jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:, :n], out) for out, n in zip(host, sizes)]
+        return jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=1), *parts)
 
     def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
         """Logits [S, len(rows), classes]."""

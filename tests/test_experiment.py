@@ -540,3 +540,34 @@ def test_wall_time_ledger_counts_earlier_invocations_only_while_their_work_remai
     (tmp_path / "folds" / "fold0.json").write_text("{}")
     total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
     assert invocations == 2 and total >= 60.0
+
+
+def test_later_folds_compile_nothing(cache, tmp_path, monkeypatch):
+    """Compile once per shape, not once per fold: every jitted function the fold loop calls
+    gets its executables in the first fold (fold sizes differ: 27, 27, 26 utterances), and
+    the later folds reuse them, data and seeds alike."""
+    import jax.monitoring
+
+    fold_of_compile, current = [], [None]
+
+    def listen(event, duration, **kwargs):
+        if current[0] is not None and event == "/jax/core/compile/backend_compile_duration":
+            fold_of_compile.append(current[0])
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    train_fold = experiment.train_fold
+
+    def tracked(prep, k, *args, **kwargs):
+        current[0] = k
+        try:
+            return train_fold(prep, k, *args, **kwargs)
+        finally:
+            current[0] = None
+
+    monkeypatch.setattr(experiment, "train_fold", tracked)
+    config = tiny_config(cache, epochs=2, validation_fraction=0.2)
+    config.protocol.num_folds = 3
+    config.data.synthetic.num_utterances = 80
+    config.num_seeds = 2
+    experiment.run(config, tmp_path / "run", progress=False)
+    assert [k for k in fold_of_compile if k > 0] == [], fold_of_compile
