@@ -337,7 +337,9 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
                 states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
                                                         labels_on_device, weights, mean, std, lr)
                 step_stats.append(stats)
-            stats = np.asarray(jnp.stack(step_stats))          # [steps, S, 2]: one fetch per epoch
+            # [steps, S, 2]: fetched once per epoch, stacked in NumPy (a jnp.stack would compile
+            # again for each new number of steps per epoch, i.e. per fold size)
+            stats = np.stack(jax.device_get(step_stats))
             diverged = [seed for s, seed in enumerate(prep.seeds) if not np.isfinite(stats[:, s, 0]).all()]
             if diverged:
                 checkpoints.close()

@@ -544,8 +544,8 @@ def test_wall_time_ledger_counts_earlier_invocations_only_while_their_work_remai
 
 def test_later_folds_compile_nothing(cache, tmp_path, monkeypatch):
     """Compile once per shape, not once per fold: every jitted function the fold loop calls
-    gets its executables in the first fold (fold sizes differ: 27, 27, 26 utterances), and
-    the later folds reuse them, data and seeds alike."""
+    gets its executables in the first fold, and the later ones reuse them, although their
+    test folds (27, 27, 26 utterances) and steps per epoch (1, 1, 2) differ."""
     import jax.monitoring
 
     fold_of_compile, current = [], [None]
@@ -565,7 +565,8 @@ def test_later_folds_compile_nothing(cache, tmp_path, monkeypatch):
             current[0] = None
 
     monkeypatch.setattr(experiment, "train_fold", tracked)
-    config = tiny_config(cache, epochs=2, validation_fraction=0.2)
+    # batch 53: the folds' 53, 53 and 54 training utterances make 1, 1 and 2 steps an epoch
+    config = tiny_config(cache, epochs=2, validation_fraction=0.0, batch_size=53)
     config.protocol.num_folds = 3
     config.data.synthetic.num_utterances = 80
     config.num_seeds = 2
