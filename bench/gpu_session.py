@@ -128,6 +128,17 @@ print("smoke ok", float(stats[0, 0]))
 """
 
 
+def full_run_overrides(cores: int, quick: bool) -> list[str]:
+    """launch.py's flags for the full default experiment (2943 synthetic utterances, 5 folds
+    x 150 epochs, 4 seeds); quick: tiny sizes, to test this script anywhere."""
+    flags = ["--config=configs/default.py", "--config.data.corpus=synthetic", "--config.num_seeds=4",
+             f"--config.data.load_workers={min(16, cores)}"]
+    if quick:
+        flags += ["--config.data.synthetic.num_utterances=200", "--config.features.duration_s=1.5",
+                  "--config.model.width_scale=1", "--config.train.epochs=2"]
+    return flags
+
+
 def smoke(s: Session, env: dict) -> dict | None:
     """The env under which serjax works (the machine's packages, else the pinned fallback,
     installed only when the machine's packages fail)."""
@@ -313,11 +324,7 @@ def main(argv=None) -> int:
         s.log("smoke test failed with the machine's packages and the fallback: stopping")
         gen.wait()
         return 1
-    run_overrides = ["--config=configs/default.py", "--config.data.corpus=synthetic", "--config.num_seeds=4",
-                     f"--config.data.load_workers={min(16, cores)}"]
-    if q:
-        run_overrides += ["--config.data.synthetic.num_utterances=200", "--config.features.duration_s=1.5",
-                          "--config.model.width_scale=1", "--config.train.epochs=2"]
+    run_overrides = full_run_overrides(cores, q)
     bench = [PY, "bench/bench_gpu.py", "--out", str(out)]
     small = ["--utterances", "64", "--min-time", "0.3", "--seed-width", "1", "--widths", "1"] if q else []
 

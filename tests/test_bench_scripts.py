@@ -149,3 +149,23 @@ def test_a_recheck_keeps_the_record_of_the_run_that_wrote_the_files(tmp_path):
     _files(tmp_path, date="2026-01-05T00:00:00+00:00")
     run_all.main(["--summary-only", "--out", str(tmp_path)])
     assert json.loads((tmp_path / "summary.json").read_text())["one_run"] is False
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_gpu_sessions_run_flags_are_valid(quick, tmp_path):
+    """The full run's launch.py flags (config fields) still exist: a renamed field would
+    otherwise surface only on a lent machine. describe checks them and builds the model."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "bench"))
+    import gpu_session
+
+    flags = gpu_session.full_run_overrides(16, quick)
+    done = subprocess.run([sys.executable, "launch.py", "--mode=describe", *flags, f"--workdir={tmp_path / 'w'}"],
+                          cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = json.loads((tmp_path / "w" / "model.json").read_text())
+    assert model, "describe wrote no model table"
