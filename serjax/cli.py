@@ -89,7 +89,6 @@ def evaluate(config, workdir: Path) -> None:
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
-    require_trained_models(workdir)
     prep = experiment.prepare(config, workdir, progress=False)
     results = []
     for k, name in enumerate(prep.fold_names):
@@ -155,15 +154,16 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
     workdir = Path(workdir)
     if mode in ("eval", "report", "predict") and not workdir.is_dir():
         raise SerjaxError(f"--workdir {workdir} does not exist")
-    if mode in ("eval", "predict") and not (workdir / "config.json").exists():
-        raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
+    if mode in ("eval", "predict"):
+        if not (workdir / "config.json").exists():
+            raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
+        require_trained_models(workdir)
     if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
         config = workdir_config(workdir, config)   # a run is read back with its own config
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         if mode == "predict":
-            require_trained_models(workdir)
             return predict(config, workdir, options or {})
         MODES[mode](config, workdir)
     except SerjaxError:

@@ -195,10 +195,9 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
 def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
     train = np.flatnonzero(prep.folds != k)
     test = np.flatnonzero(prep.folds == k)
-    speakers = [u.speaker for u in prep.listing.utterances]
+    speakers = [u.speaker for u in prep.listing.utterances] if validates_by_speaker(prep) else None
     fit, val = data_lib.validation_split(train, prep.labels, prep.config.train.validation_fraction,
-                                         prep.config.protocol.fold_seed + k,
-                                         speakers if validates_by_speaker(prep) else None)
+                                         prep.config.protocol.fold_seed + k, speakers)
     return data_lib.Fold(prep.fold_names[k], fit, val, test)
 
 

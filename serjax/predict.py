@@ -36,18 +36,16 @@ def windows(signal: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 
 def _fold_members(workdir: Path, config, fold: str | None, seed_index: int | None):
-    folds = json.loads((workdir / "folds.json").read_text())["names"] if (workdir / "folds.json").exists() \
-        else None
-    if folds is None:
+    """(the run's fold names, the folds whose models predict); a bad choice stops here."""
+    if not (workdir / "folds.json").exists():
         raise SerjaxError(f"{workdir} holds no folds.json: is it a finished serjax run?")
-    if fold:
-        if fold not in folds:
-            raise SerjaxError(f"--predict_fold {fold!r}: the run's folds are {folds}")
-        folds = [fold]
-    num_seeds = int(config.num_seeds)
+    names = json.loads((workdir / "folds.json").read_text())["names"]
+    if fold and fold not in names:
+        raise SerjaxError(f"--predict_fold {fold!r}: the run's folds are {names}")
+    num_seeds = len(seeds_of(config))
     if seed_index is not None and not 0 <= seed_index < num_seeds:
         raise SerjaxError(f"--predict_seed {seed_index}: the run has seeds 0..{num_seeds - 1}")
-    return folds, num_seeds
+    return names, [fold] if fold else names
 
 
 def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None = None,
@@ -62,7 +60,7 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
     classes = list(config.data.classes)
     version = int(config.experiment.test_version)
     length = int(round(settings.duration_s * settings.sample_rate))
-    folds, num_seeds = _fold_members(workdir, config, fold, seed_index)   # bad choices: before any work
+    fold_names, folds = _fold_members(workdir, config, fold, seed_index)   # bad choices: before any work
     if hop_s < 0:
         raise SerjaxError(f"--predict_hop_s {hop_s}: need a hop > 0 s (0: half a window)")
     hop = int(round(hop_s * settings.sample_rate)) if hop_s > 0 else length // 2
@@ -84,7 +82,6 @@ def predict_files(config, workdir: Path, paths: Sequence[str], fold: str | None 
 
     trainer = trainer_for(build_model(config.model, len(classes)), config.train, 1)
     seeds = seeds_of(config)
-    fold_names = json.loads((workdir / "folds.json").read_text())["names"]
     probabilities = []
     for name in folds:
         result_path = workdir / "folds" / f"{name}.json"

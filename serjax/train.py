@@ -191,7 +191,7 @@ class Trainer:
             outputs.append(step(states, jnp.asarray(padded), data, mean, std))
             sizes.append(len(chunk))
         host = jax.device_get(outputs)
-        parts = [jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:, :n], out) for out, n in zip(host, sizes)]
+        parts = [jax.tree_util.tree_map(lambda a, n=n: a[:, :n], out) for out, n in zip(host, sizes)]
         return jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=1), *parts)
 
     def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:

@@ -4,12 +4,16 @@ wrote; tested on small made-up files, as the benchmarks take about 40 minutes) a
 smoke test of bench/gpu_session.py."""
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import gpu_session  # noqa: E402
 import run_all  # noqa: E402
 
 DATE = "2026-01-02T03:04:05+00:00"
@@ -116,23 +120,21 @@ def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch):
         run_all.main(["--only", "nonesuch"])
 
 
+def _python_in_repo(*args) -> str:
+    """Run python with these arguments in the repository on the CPU; its stdout (fails on an
+    error exit, showing stderr's end)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def test_the_gpu_sessions_smoke_test_passes_on_the_cpu():
     """bench/gpu_session.py stops a lent GPU machine's session when its smoke test (model,
     train step, checkpoint round trip with the machine's packages) fails. It once fed the
     model an input too small for its five poolings and would have stopped every session:
     run it here, where it is cheap."""
-    import os
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "bench"))
-    import gpu_session
-
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{root}:{os.environ.get('PYTHONPATH', '')}")
-    done = subprocess.run([sys.executable, "-c", gpu_session.SMOKE], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "smoke ok" in done.stdout
+    assert "smoke ok" in _python_in_repo("-c", gpu_session.SMOKE)
 
 
 def test_a_recheck_keeps_the_record_of_the_run_that_wrote_the_files(tmp_path):
@@ -155,17 +157,7 @@ def test_a_recheck_keeps_the_record_of_the_run_that_wrote_the_files(tmp_path):
 def test_the_gpu_sessions_run_flags_are_valid(quick, tmp_path):
     """The full run's launch.py flags (config fields) still exist: a renamed field would
     otherwise surface only on a lent machine. describe checks them and builds the model."""
-    import os
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "bench"))
-    import gpu_session
-
     flags = gpu_session.full_run_overrides(16, quick)
-    done = subprocess.run([sys.executable, "launch.py", "--mode=describe", *flags, f"--workdir={tmp_path / 'w'}"],
-                          cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _python_in_repo("launch.py", "--mode=describe", *flags, f"--workdir={tmp_path / 'w'}")
     model = json.loads((tmp_path / "w" / "model.json").read_text())
     assert model, "describe wrote no model table"
