@@ -1,7 +1,7 @@
 """The benchmark scripts that users and lent GPU machines run: bench/run_all.py (runs the CPU
 benchmarks one after another and checks the performance goals against the files they
-wrote; tested on small made-up files, as the benchmarks take about 40 minutes) and the
-smoke test of bench/gpu_session.py."""
+wrote; tested on small made-up files, as the benchmarks take about 40 minutes), the
+smoke test of bench/gpu_session.py and bench/profile_step.py (on a tiny input)."""
 
 import json
 import os
@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import gpu_session  # noqa: E402
+import profile_step  # noqa: E402
 import run_all  # noqa: E402
 
 DATE = "2026-01-02T03:04:05+00:00"
@@ -161,3 +162,42 @@ def test_the_gpu_sessions_run_flags_are_valid(quick, tmp_path):
     _python_in_repo("launch.py", "--mode=describe", *flags, f"--workdir={tmp_path / 'w'}")
     model = json.loads((tmp_path / "w" / "model.json").read_text())
     assert model, "describe wrote no model table"
+
+
+HLO = """\
+ENTRY %main {
+  %broadcast_add_fusion.5 = f32[32,64,601,16]{3,2,1,0} fusion(%a, %b), kind=kLoop, calls=%f1, metadata={op_name="jit(unrolled)/jvp(SERCNN)/block1/Conv_0/add" stack_frame_id=36}
+  %convolution.4 = f32[32,32,300,16]{3,2,1,0} convolution(%c, %d), window={size=3x3}, metadata={op_name="jit(unrolled)/transpose(jvp(SERCNN))/block2/Conv_0/conv_general_dilated"}
+  %copy.91 = f32[1,3,3,16,32]{4,3,2,1,0} copy(%e)
+  ROOT %tuple.1 = (f32[16]{0}, f32[]) tuple(%x, %y), metadata={op_name="jit(unrolled)/add"}
+}
+"""
+
+
+def test_the_profiler_reads_block_and_pass_from_the_hlo():
+    index = profile_step.hlo_index(HLO)
+    assert index["broadcast_add_fusion.5"] == {"shape": "f32[32,64,601,16]", "opcode": "fusion",
+                                               "block": "block1", "pass": "forward"}
+    assert index["convolution.4"]["block"] == "block2" and index["convolution.4"]["pass"] == "backward"
+    assert index["copy.91"]["block"] == profile_step.UNNAMED
+    assert index["tuple.1"]["block"] == profile_step.OTHER
+    found = [("t0", "broadcast_add_fusion.5", 4_000_000), ("t1", "broadcast_add_fusion.5", 2_000_000),
+             ("t0", "convolution.4", 1_000_000)]
+    out = profile_step.summarise(found, {"t0": 5_000_000, "t1": 2_000_000}, index, steps=2, wall_ms=3.0,
+                                 threads=2, top=5)
+    block1 = next(b for b in out["by_block"] if b["block"] == "block1")
+    assert block1["forward_ms"] == 3.0 and block1["backward_ms"] == 0.0
+    assert out["by_kind"][0] == {"kind": "broadcast_add_fusion", "ms": 3.0}
+    # 2 threads x 3 ms per step, 3.5 ms of it in events
+    assert out["event_ms_per_step"] == 3.5 and out["not_in_any_event_ms_per_step"] == 2.5
+
+
+def test_the_profiler_runs_the_real_step(tmp_path):
+    _python_in_repo("bench/profile_step.py", "--widths", "1", "--input", "32", "40", "--batch-size", "4",
+                    "--steps", "2", "--warmup", "1", "--out", str(tmp_path))
+    res = json.loads((tmp_path / "profile.json").read_text())
+    (profile,) = res["profiles"]
+    blocks = {b["block"] for b in profile["by_block"]}
+    assert {f"block{i}" for i in range(1, 7)} <= blocks
+    assert profile["event_ms_per_step"] > 0 and profile["top"]
+    assert "| block1 |" in (tmp_path / "profile.md").read_text()
