@@ -648,18 +648,21 @@ def _environment() -> dict:
             "host_allocator": allocator_state(), "compiler_options": compiler_options()}
 
 
-def _git_commit() -> str | None:
-    """The commit of the serjax checkout that ran (with '+dirty' for local changes)."""
+def _git_commit(here: Path | None = None) -> str | None:
+    """The commit of the serjax checkout that ran, with '+dirty' when its tracked files differ
+    from it outside results/ (a run rewriting the committed results it reproduces, as
+    `python launch.py` does, changes no software)."""
     import subprocess
 
     if os.environ.get("SERJAX_GIT_COMMIT"):
         # set by whoever ships a copy of the tree elsewhere (its .git, if any, may be stale)
         return os.environ["SERJAX_GIT_COMMIT"]
-    here = Path(__file__).resolve().parent
+    here = here or Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)results"], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

@@ -572,3 +572,24 @@ def test_later_folds_compile_nothing(cache, tmp_path, monkeypatch):
     config.num_seeds = 2
     experiment.run(config, tmp_path / "run", progress=False)
     assert [k for k in fold_of_compile if k > 0] == [], fold_of_compile
+
+
+def test_the_recorded_commit_is_dirty_for_software_changes_not_for_results(tmp_path, monkeypatch):
+    """`python launch.py` in a checkout rewrites the committed results it reproduces: that
+    must not mark the software that ran as changed; an edited source file must."""
+    import subprocess
+
+    monkeypatch.delenv("SERJAX_GIT_COMMIT", raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    (tmp_path / "serjax").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "serjax" / "m.py").write_text("x = 1\n")
+    (tmp_path / "results" / "summary.json").write_text("{}\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "results" / "summary.json").write_text('{"ua": 1}\n')
+    assert experiment._git_commit(tmp_path / "serjax") == head
+    (tmp_path / "serjax" / "m.py").write_text("x = 2\n")
+    assert experiment._git_commit(tmp_path / "serjax") == head + "+dirty"
