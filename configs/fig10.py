@@ -8,7 +8,7 @@ with and without ECA (16 runs).
 Paper (IEMOCAP): CNN best with all versions, 80.10 UA / 80.02 WA / 80.06 ACC; ECA best with
 v1 + v2, 79.69 / 79.51 / 79.60. Width held at n = 4 (assumed); --config.sweep.grid.counts
 narrows the numbers of versions.
-Small variant (`:small`, synthetic corpus): 305 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 205 s on 2 CPU cores, corpus and features
 included (results/fig10-small/); the paper grid on IEMOCAP is a GPU job.
 """
 

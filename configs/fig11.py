@@ -8,7 +8,7 @@
 Paper (IEMOCAP): CNN 79.66 / 80.50 / 80.08; ECA 80.28 / 80.46 / 80.37 (UA/WA/ACC), the
 paper's best overall (it does not say with how many versions). Width held at n = 4 (assumed);
 --config.sweep.grid.counts narrows the numbers of versions.
-Small variant (`:small`, synthetic corpus): 236 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 190 s on 2 CPU cores, corpus and features
 included (results/fig11-small/); the paper grid on IEMOCAP is a GPU job.
 """
 

@@ -9,7 +9,7 @@ Paper (IEMOCAP, UA/WA/ACC): ours best at v8, 79.37 / 79.68 / 79.53; the original
 78.71 / 78.80 / 78.76 (the paper does not say at which version). The width is held at the
 config's n (4, assumed: the paper used its Fig. 6 best, whose n our copy does not show).
 Narrow the grid with e.g. --config.sweep.grid.versions='(6,8)'.
-Small variant (`:small`, synthetic corpus): 115 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 104 s on 2 CPU cores, corpus and features
 included (results/fig7-small/); the paper grid on IEMOCAP is a GPU job.
 """
 

@@ -8,7 +8,7 @@
 Paper (IEMOCAP): best with ECA on blocks 5-6 (79.37 / 79.68 / 79.53 at k = 7). Its reference
 lines (no ECA, the original ECA) are fig7's cnn_v8 and original_eca_v8 runs. Width held at
 n = 4 (assumed). Narrow with --config.sweep.grid.kernels='(7,)' or .depths='(2,3)'.
-Small variant (`:small`, synthetic corpus): 394 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 225 s on 2 CPU cores, corpus and features
 included (results/fig8-small/); the paper grid on IEMOCAP is a GPU job.
 """
 

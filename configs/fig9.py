@@ -6,7 +6,7 @@
 
 Paper (IEMOCAP): v8 best in most cases; the CNN alone it compares with is fig7's cnn_v* runs.
 Width held at n = 4 (assumed). Narrow with --config.sweep.grid.kernels / .versions.
-Small variant (`:small`, synthetic corpus): 134 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 141 s on 2 CPU cores, corpus and features
 included (results/fig9-small/); the paper grid on IEMOCAP is a GPU job.
 """
 

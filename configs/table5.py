@@ -12,7 +12,7 @@ Paper (IEMOCAP, UA/WA/ACC): 79.16/79.27/79.22; 78.71/78.80/78.76; 79.37/79.68/79
 augmentation rows or its original-ECA row used: --config.sweep.grid.augmentation='(8,7,6)'
 sets the first (default all eight, descending), the original ECA runs at v8 (assumed), and
 --config.sweep.grid.cnn_version the CNN's (default v6, its Fig. 6 best). Width n = 4 (assumed).
-Small variant (`:small`, synthetic corpus): 78 s on 2 CPU cores, corpus and features
+Small variant (`:small`, synthetic corpus): 65 s on 2 CPU cores, corpus and features
 included (results/table5-small/); the paper grid on IEMOCAP is a GPU job.
 """
 
