@@ -661,9 +661,11 @@ def _git_commit(here: Path | None = None) -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ":(top)", ":(top,exclude)results"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        status = ["git", "status", "--porcelain", "--untracked-files=no"]
+        done = subprocess.run([*status, "--", ":(top)", ":(top,exclude)results"], cwd=here,
+                              capture_output=True, text=True, timeout=5)
+        if done.returncode != 0:  # a git without pathspec magic: every change counts
+            done = subprocess.run(status, cwd=here, capture_output=True, text=True, timeout=5, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("+dirty" if dirty else "")
+    return commit + ("+dirty" if done.stdout.strip() else "")
