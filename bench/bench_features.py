@@ -11,15 +11,13 @@ silent stretches, 6 s at 16 kHz each. Writes features.json and features.md to --
 from __future__ import annotations
 
 import argparse
-import datetime
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from machine import loadavg, machine_info, write_outputs  # bench/machine.py
+from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # bench/machine.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -102,8 +100,7 @@ def main(argv=None) -> int:
     for name in ("num_utterances", "librosa_utterances", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    command = "python bench/bench_features.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("bench_features.py", argv)
 
 
     settings = features.FeatureSettings()
@@ -193,7 +190,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "log-Mel extraction, 8 versions, JAX (serjax.features.extract) vs librosa",
         "command": command,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "machine": machine_info(),
         "versions": versions_info(),
         "load_average_start_end": [load_start, loadavg()],

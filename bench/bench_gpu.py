@@ -21,10 +21,8 @@ Each part writes <out>/gpu-<part>.json; every part rewrites <out>/gpu.md from al
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_train as bt  # noqa: E402  (bench/bench_train.py)
-from machine import machine_info  # noqa: E402
+from machine import command_line, machine_info, utc_now  # noqa: E402
 
 PARTS = ("seeds", "frameworks", "report")
 
@@ -243,9 +241,8 @@ def main(argv=None) -> int:
         clock = bt.CompileClock()
         data = bt.Data(args.utterances)
         fn = frameworks if args.part == "frameworks" else seeds
-        result = {"command": "python bench/bench_gpu.py" + "".join(
-                      f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)),
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        result = {"command": command_line("bench_gpu.py", argv),
+                  "date": utc_now(),
                   "machine": machine_info(), "versions": bt.versions_info(), "device": device_info(),
                   "settings": {"batch_size": args.batch_size, "utterances": args.utterances,
                                "min_time_s": args.min_time, "rounds": args.rounds, "seed_rounds": args.seed_rounds,

@@ -21,8 +21,6 @@ Writes layers.json and layers.md to --out.
 from __future__ import annotations
 
 import argparse
-import datetime
-import shlex
 import statistics
 import sys
 import time
@@ -159,13 +157,12 @@ def main(argv=None) -> int:
     allocator = tune_host_allocator()
     import torch
 
-    from machine import machine_info, write_outputs
+    from machine import command_line, machine_info, utc_now, write_outputs
     from serjax.cpu_tuning import compiler_options
 
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
-    command = "python bench/bench_layers.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("bench_layers.py", argv)
     rows = []
     for n in args.widths:
         blocks = []
@@ -179,7 +176,7 @@ def main(argv=None) -> int:
                                         if k in b[fw]), 2) for fw in ("jax", "torch")}
         rows.append({"n": n, "blocks": blocks, "totals": totals})
     result = {"command": command,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "date": utc_now(),
               "machine": machine_info(), "versions": versions_info(),
               "settings": {"batch_size": args.batch_size, "min_time_s": args.min_time, "rounds": args.rounds,
                            "torch_threads": TORCH_THREADS, "compiler_options": compiler_options(),

@@ -19,7 +19,6 @@ folder, removed afterwards) so the measurement includes building it.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import shutil
 import sys
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from machine import loadavg, machine_info, write_outputs  # noqa: E402  (bench/machine.py)
+from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # noqa: E402  (bench/machine.py)
 
 LIMIT_MB = 6 * 1024
 
@@ -98,8 +97,8 @@ def main(argv=None) -> int:
 
     peak = max(s["peak_rss_mb"] for s in stages)
     prefix = "".join(f"{k}={os.environ[k]} " for k in ("SERJAX_MALLOC",) if os.environ.get(k))
-    result = {"command": prefix + "python bench/bench_memory.py" + "".join(f" {a}" for a in (argv or sys.argv[1:])),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    result = {"command": prefix + command_line("bench_memory.py", argv),
+              "date": utc_now(),
               "machine": machine_info(), "loadavg_end": loadavg(), "jax": jax.__version__,
               "backend": jax.default_backend(), "host_allocator": allocator,
               "utterances": utterances, "versions": 8, "width_scale": args.width_scale,

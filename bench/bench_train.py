@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import math
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -48,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import loadavg, machine_info, write_outputs  # bench/machine.py
+from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -840,8 +838,7 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child_run(args.child[0], int(args.child[1]), args)))
         return 0
-    command = "python bench/bench_train.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("bench_train.py", argv)
 
     started = time.perf_counter()
     load_start = loadavg()
@@ -854,7 +851,7 @@ def main(argv=None) -> int:
 
     clock = CompileClock()
     data = Data(args.utterances)
-    result = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    result = {"command": command, "date": utc_now(),
               "machine": {**machine_info(), "loadavg_start": load_start}, "versions": versions_info(),
               "settings": {"input_shape": list(INPUT_SHAPE), "batch_size": args.batch_size,
                            "utterances": args.utterances, "min_time_s": args.min_time, "rounds": args.rounds,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 
@@ -28,6 +31,17 @@ def loadavg() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def utc_now() -> str:
+    """The current time in UTC, to the second: a benchmark's "date"."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def command_line(script: str, argv=None) -> str:
+    """How a benchmark was started, as a shell command: `python bench/<script>` and its
+    arguments (argv, or this process's when argv is None)."""
+    return f"python bench/{script}" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
 
 
 def write_outputs(out_dir, stem: str, result: dict, markdown: str) -> tuple[Path, Path]:

@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import glob
 import re
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import machine_info, write_outputs  # bench/machine.py
+from machine import command_line, machine_info, utc_now, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -136,10 +134,10 @@ def profile_width(n: int, args, log) -> dict:
     run.train(args.steps)
     wall_ms = (time.perf_counter() - t0) / args.steps * 1e3
     log(f"n = {n}: {wall_ms:.1f} ms per step ({args.batch_size * 1e3 / wall_ms:.1f} samples/s)")
-    d = data
+    # the executable the steps above ran (jax's compilation cache: nothing compiles again)
     rows = jax.numpy.asarray(next(run.batches))
-    compiled = trainer.train_step.lower(run.states, rows, d.table, d.labels, d.weights, d.mean, d.std,
-                                        run.lr).compile()
+    compiled = trainer.train_step.lower(run.states, rows, data.table, data.labels, data.weights, data.mean,
+                                        data.std, run.lr).compile()
     index = hlo_index(compiled.as_text())
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -205,9 +203,8 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)
 
-    command = "python bench/profile_step.py" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
-    res = {"command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    command = command_line("profile_step.py", argv)
+    res = {"command": command, "date": utc_now(),
            "machine": machine_info(), "versions": bt.versions_info(), "batch_size": args.batch_size,
            "input": list(args.input), "steps": args.steps, "warmup": args.warmup,
            "profiles": [profile_width(n, args, log) for n in args.widths]}

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import machine_info, write_outputs  # bench/machine.py
+from machine import machine_info, utc_now, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,10 +47,6 @@ MEMORY_GB_GOAL = 6.0
 GPU_WALL_S_GOAL = 600.0
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
 def _parse_date(text):
     try:
         when = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -66,7 +62,7 @@ def run_benchmarks(names, out: Path, log=print) -> list[dict]:
         script, _ = BENCHMARKS[name]
         cmd = [sys.executable, *script, "--out", str(out)]
         log(f"[run_all] {name}: {' '.join(cmd[1:])}")
-        start, t0 = _now(), time.perf_counter()
+        start, t0 = utc_now(), time.perf_counter()
         try:
             rc = subprocess.run(cmd, cwd=ROOT).returncode
         except KeyboardInterrupt:
@@ -248,9 +244,9 @@ def main(argv=None) -> int:
     command = "python bench/run_all.py" + (" --summary-only" if args.summary_only else "") + (
         " --only " + " ".join(args.only) if args.only else "")
     if not args.summary_only:
-        start = _now()
+        start = utc_now()
         runs = run_benchmarks(args.only or list(BENCHMARKS), out)
-        window = (start, _now())
+        window = (start, utc_now())
     else:
         # the last run of this script, if any: its files may still be the ones checked
         earlier = _load(out, "summary.json") or {}
@@ -258,7 +254,7 @@ def main(argv=None) -> int:
             runs, window = earlier["runs"], tuple(earlier["window"])
             machine = earlier.get("machine") or machine
     checked = check_goals(out)
-    summary = {"command": command, "date": _now(), "machine": machine, "runs": runs, "window": window,
+    summary = {"command": command, "date": utc_now(), "machine": machine, "runs": runs, "window": window,
                "one_run": one_run(checked["cpu_dates"], window), **checked}
     json_path, md_path = write_outputs(out, "summary", summary, markdown(summary))
     print(markdown(summary))
