@@ -626,13 +626,16 @@ def has_results(workdir: Path) -> bool:
 
 def record_environment(workdir: Path) -> None:
     """config.json's "versions" describe the software that trains (written when training
-    starts): a workdir whose folds are trained (again, or further) by another checkout or
-    machine gets the current ones, and the earlier ones move to "earlier_versions"."""
+    starts): a workdir whose folds are trained further by another checkout or machine gets
+    the current ones, and the earlier ones move to "earlier_versions" while work they trained
+    is kept (finished folds, checkpoints); a run trained again from nothing (e.g. a committed
+    results folder, whose checkpoints git does not keep) drops them, as the wall-time ledger
+    drops their invocations."""
     path = workdir / "config.json"
     saved = json.loads(path.read_text())
     now = _environment()
     if saved.get("versions") != now:
-        if saved.get("versions"):
+        if saved.get("versions") and has_trained_work(workdir):
             saved.setdefault("earlier_versions", []).append(saved["versions"])
         saved["versions"] = now
         write_json(path, saved)

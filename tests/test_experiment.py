@@ -593,3 +593,20 @@ def test_the_recorded_commit_is_dirty_for_software_changes_not_for_results(tmp_p
     assert experiment._git_commit(tmp_path / "serjax") == head
     (tmp_path / "serjax" / "m.py").write_text("x = 2\n")
     assert experiment._git_commit(tmp_path / "serjax") == head + "+dirty"
+
+
+def test_earlier_versions_are_kept_only_with_work_they_trained(tmp_path, monkeypatch):
+    """A run resumed by other software lists the earlier software; a committed results folder
+    trained again from nothing (no folds, no checkpoints) does not claim it."""
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}, "versions": {"git_commit": "old"}}))
+    monkeypatch.setattr(experiment, "_environment", lambda: {"git_commit": "new"})
+    experiment.record_environment(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["versions"] == {"git_commit": "new"} and "earlier_versions" not in saved
+
+    (tmp_path / "config.json").write_text(json.dumps({"config": {}, "versions": {"git_commit": "old"}}))
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / "fold0.json").write_text("{}")
+    experiment.record_environment(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["earlier_versions"] == [{"git_commit": "old"}] and saved["versions"] == {"git_commit": "new"}
