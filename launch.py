@@ -24,14 +24,17 @@ HERE = Path(__file__).resolve().parent
 MODES = ("train", "inspect", "features", "describe", "eval", "report", "predict")
 
 _WORKDIR = flags.DEFINE_string(
-    "workdir", "", "Where the run's files go (default: results/<config name>[-<arg>]).")
+    "workdir", "", "Where the run's files go (default: results/<config name>[-<arg>])."
+)
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 _WAV = flags.DEFINE_multi_string(
-    "wav", [], "predict: an audio file (repeatable; files after the flags count too).")
+    "wav", [], "predict: an audio file (repeatable; files after the flags count too)."
+)
 _PREDICT_FOLD = flags.DEFINE_string("predict_fold", "", "predict: one fold's model (default: all).")
 _PREDICT_SEED = flags.DEFINE_integer("predict_seed", -1, "predict: one seed index (default: all).")
 _PREDICT_HOP = flags.DEFINE_float(
-    "predict_hop_s", 0.0, "predict: hop between the windows of long audio (default: half a window).")
+    "predict_hop_s", 0.0, "predict: hop between the windows of long audio (default: half a window)."
+)
 
 
 def define_config_flag():
@@ -41,8 +44,11 @@ def define_config_flag():
 
     try:
         return config_flags.DEFINE_config_file(
-            "config", str(HERE / "configs" / "quickstart.py"),
-            "Config file, optionally with an argument: configs/NAME.py[:ARG].", lock_config=True)
+            "config",
+            str(HERE / "configs" / "quickstart.py"),
+            "Config file, optionally with an argument: configs/NAME.py[:ARG].",
+            lock_config=True,
+        )
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         bad_override(err)
 
@@ -52,8 +58,10 @@ def bad_override(err: Exception):
     are applied when the flag is defined, an explicit --config file's when flags are parsed)."""
     reason = str(err).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
     culprits = [a for a in sys.argv[1:] if a.startswith("--config.")]
-    where = next((a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
-                 " ".join(culprits) or "the config file")
+    where = next(
+        (a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
+        " ".join(culprits) or "the config file",
+    )
     print(f"serjax: error: bad config override {where}: {reason}", file=sys.stderr)
     sys.exit(2)
 
@@ -76,7 +84,7 @@ def load_config():
 
     config = flags.FLAGS.config
     try:
-        config.keys()   # a config that failed to load raises on first use
+        config.keys()  # a config that failed to load raises on first use
         return config
     except OSError as err:
         spec = config_flags.get_config_filename(flags.FLAGS["config"])
@@ -87,7 +95,9 @@ def load_config():
             cause = err
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            reason = f"cannot load it ({type(cause).__name__}: {str(cause).strip().splitlines()[-1]})"
+            reason = (
+                f"cannot load it ({type(cause).__name__}: {str(cause).strip().splitlines()[-1]})"
+            )
         print(f"serjax: error: --config {spec}: {reason}", file=sys.stderr)
         sys.exit(2)
 
@@ -95,8 +105,10 @@ def load_config():
 def main(argv):
     extra = argv[1:]
     if extra and _MODE.value != "predict":
-        print(f"serjax: error: unexpected arguments {extra} (only --mode=predict takes file names)",
-              file=sys.stderr)
+        print(
+            f"serjax: error: unexpected arguments {extra} (only --mode=predict takes file names)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     config = load_config()
     if not flags.FLAGS["verbosity"].present:
@@ -111,9 +123,12 @@ def main(argv):
     # SIGTERM (a scheduler's stop) is handled like Ctrl-C (during training: save, then exit).
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        options = {"wavs": list(_WAV.value) + list(extra), "fold": _PREDICT_FOLD.value or None,
-                   "seed_index": None if _PREDICT_SEED.value == -1 else _PREDICT_SEED.value,
-                   "hop_s": _PREDICT_HOP.value}
+        options = {
+            "wavs": list(_WAV.value) + list(extra),
+            "fold": _PREDICT_FOLD.value or None,
+            "seed_index": None if _PREDICT_SEED.value == -1 else _PREDICT_SEED.value,
+            "hop_s": _PREDICT_HOP.value,
+        }
         cli.run(_MODE.value, config, workdir, options)
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
@@ -129,12 +144,19 @@ def parse_flags(argv):
     `:ARG`, would otherwise come wrapped in a traceback)."""
     try:
         return flags.FLAGS(argv)
-    except (AttributeError, KeyError, TypeError) as err:    # an override of an explicit --config file
+    except (AttributeError, KeyError, TypeError) as err:  # an override of an explicit --config file
         bad_override(err)
-    except (SyntaxError, ImportError, NameError) as err:   # raised by the config file's own code
-        where = f" ({Path(err.filename).name}, line {err.lineno})" if isinstance(err, SyntaxError) else ""
-        print(f"serjax: error: the config file does not load: {type(err).__name__}: "
-              f"{getattr(err, 'msg', err)}{where}", file=sys.stderr)
+    except (SyntaxError, ImportError, NameError) as err:  # raised by the config file's own code
+        where = (
+            f" ({Path(err.filename).name}, line {err.lineno})"
+            if isinstance(err, SyntaxError)
+            else ""
+        )
+        print(
+            f"serjax: error: the config file does not load: {type(err).__name__}: "
+            f"{getattr(err, 'msg', err)}{where}",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except flags.Error as err:
         text = str(err)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # bench/machine.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,14 +44,20 @@ def speech_like_batch(count: int, seed: int = 0, pool_size: int = 32) -> np.ndar
     for u in range(count):
         y = np.roll(pool[rng.integers(pool_size)], rng.integers(NUM_SAMPLES))
         rate = rng.uniform(2.0, 6.0)  # syllable-like envelope
-        y = y * (0.55 + 0.45 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.3))).astype(np.float32)
+        y = y * (0.55 + 0.45 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.3))).astype(
+            np.float32
+        )
         y += rng.uniform(0.005, 0.05) * rng.standard_normal(NUM_SAMPLES, dtype=np.float32)
         # Leading/trailing silence as left by centre zero-padding, plus one pause.
         lead, tail = rng.integers(0, 16000, 2)
         y[:lead] = 0.0
-        y[NUM_SAMPLES - tail:] = 0.0
-        pause = rng.integers(lead, NUM_SAMPLES - tail - 4000) if NUM_SAMPLES - tail - 4000 > lead else lead
-        y[pause:pause + rng.integers(1000, 4000)] = 0.0
+        y[NUM_SAMPLES - tail :] = 0.0
+        pause = (
+            rng.integers(lead, NUM_SAMPLES - tail - 4000)
+            if NUM_SAMPLES - tail - 4000 > lead
+            else lead
+        )
+        y[pause : pause + rng.integers(1000, 4000)] = 0.0
         out[u] = rng.uniform(0.01, 0.8) * y
     return out
 
@@ -72,28 +77,41 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-
-
 def versions_info() -> dict:
     import jax
     import jaxlib
     import librosa
 
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "librosa": librosa.__version__,
-            "numpy": np.__version__, "jax_backend": jax.default_backend()}
-
-
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "librosa": librosa.__version__,
+        "numpy": np.__version__,
+        "jax_backend": jax.default_backend(),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-utterances", type=int, default=2943)
-    parser.add_argument("--librosa-utterances", type=int, default=500,
-                        help="time librosa on this many of them (rates are per utterance)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="extract batch size (default: serjax.features.default_batch_size())")
-    parser.add_argument("--rounds", type=int, default=10,
-                        help="JAX and librosa alternate this many times per version")
+    parser.add_argument(
+        "--librosa-utterances",
+        type=int,
+        default=500,
+        help="time librosa on this many of them (rates are per utterance)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="extract batch size (default: serjax.features.default_batch_size())",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=10,
+        help="JAX and librosa alternate this many times per version",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args(argv)
@@ -101,7 +119,6 @@ def main(argv=None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     command = command_line("bench_features.py", argv)
-
 
     settings = features.FeatureSettings()
     batch_size = args.batch_size or features.default_batch_size()
@@ -121,7 +138,9 @@ def main(argv=None) -> int:
     for version in sorted(features.STFT_VERSIONS):
         win, hop, n_fft = features.stft_params(version, settings)
         t0 = time.perf_counter()
-        features.extract(waves[:batch_size], version, settings, batch_size=batch_size, progress=False)
+        features.extract(
+            waves[:batch_size], version, settings, batch_size=batch_size, progress=False
+        )
         compile_s = time.perf_counter() - t0
 
         # JAX and librosa take turns on slices of the input, so load from other jobs
@@ -138,8 +157,9 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             a, b = jax_bounds[r], jax_bounds[r + 1]
             t0, c0 = time.perf_counter(), time.process_time()
-            out[a:b] = features.extract(waves[a:b], version, settings, batch_size=batch_size,
-                                        progress=False)
+            out[a:b] = features.extract(
+                waves[a:b], version, settings, batch_size=batch_size, progress=False
+            )
             jax_s += time.perf_counter() - t0
             jax_cpu_s += time.process_time() - c0
             a, b = (n_lib * r) // args.rounds, (n_lib * (r + 1)) // args.rounds
@@ -165,7 +185,9 @@ def main(argv=None) -> int:
             "version": version,
             "window_ms": features.STFT_VERSIONS[version][0],
             "overlap_ms": features.STFT_VERSIONS[version][1],
-            "win_length": win, "hop_length": hop, "n_fft": n_fft,
+            "win_length": win,
+            "hop_length": hop,
+            "n_fft": n_fft,
             "jax_utt_per_s": round(args.num_utterances / jax_s, 1),
             "jax_s": round(jax_s, 3),
             "jax_compile_s": round(compile_s, 3),
@@ -177,13 +199,17 @@ def main(argv=None) -> int:
             "librosa_default_blas_utt_per_s": round(n_lib / librosa_s, 1),
             "librosa_one_blas_thread_utt_per_s": round(n_lib / librosa1_s, 1),
             "librosa_s": round(min(librosa_s, librosa1_s), 3),
-            "ratio_jax_over_librosa": round((args.num_utterances / jax_s) / (n_lib / min(librosa_s, librosa1_s)), 2),
+            "ratio_jax_over_librosa": round(
+                (args.num_utterances / jax_s) / (n_lib / min(librosa_s, librosa1_s)), 2
+            ),
             "max_abs_diff_db_float16_vs_librosa": round(worst, 4),
         }
         rows.append(row)
-        print(f"v{version}: JAX {row['jax_utt_per_s']:.0f} utt/s (compile {compile_s:.2f} s), "
-              f"librosa {row['librosa_utt_per_s']:.0f} utt/s, ratio {row['ratio_jax_over_librosa']:.2f}",
-              flush=True)
+        print(
+            f"v{version}: JAX {row['jax_utt_per_s']:.0f} utt/s (compile {compile_s:.2f} s), "
+            f"librosa {row['librosa_utt_per_s']:.0f} utt/s, ratio {row['ratio_jax_over_librosa']:.2f}",
+            flush=True,
+        )
 
     total = sum(r["jax_s"] for r in rows)
     total_compile = sum(r["jax_compile_s"] for r in rows)
@@ -211,8 +237,10 @@ def main(argv=None) -> int:
     result["goals_met"] = bool(result["min_ratio_jax_over_librosa"] >= 1.5 and total <= 60.0)
 
     paths = write_outputs(args.out, "features", result, markdown(result))
-    print(f"total JAX {total:.1f} s for all 8 versions (+{total_compile:.1f} s compile); "
-          "wrote " + " and ".join(map(str, paths)))
+    print(
+        f"total JAX {total:.1f} s for all 8 versions (+{total_compile:.1f} s compile); "
+        "wrote " + " and ".join(map(str, paths))
+    )
     return 0
 
 
@@ -250,7 +278,8 @@ def markdown(r: dict) -> str:
             f"{row['jax_utt_per_s']:.0f} | {row['librosa_utt_per_s']:.0f} | "
             f"{row['ratio_jax_over_librosa']:.2f} | {row['jax_s']:.2f} | {row['jax_compile_s']:.2f} | "
             f"{1e3 * row['jax_cpu_s_per_utt']:.2f} / {1e3 * row['librosa_cpu_s_per_utt']:.2f} | "
-            f"{row['load_average_1min']} | {row['max_abs_diff_db_float16_vs_librosa']:.3f} |")
+            f"{row['load_average_1min']} | {row['max_abs_diff_db_float16_vs_librosa']:.3f} |"
+        )
     lines += [
         "",
         f"Total JAX time, all 8 versions of {r['num_utterances']} utterances: "

@@ -41,8 +41,11 @@ def device_info() -> dict:
     import jax
 
     d = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device": getattr(d, "device_kind", str(d)),
-            "count": jax.device_count()}
+    return {
+        "backend": jax.default_backend(),
+        "device": getattr(d, "device_kind", str(d)),
+        "count": jax.device_count(),
+    }
 
 
 def jax_peak_mb() -> float | None:
@@ -65,25 +68,39 @@ def frameworks(args, data, clock, log, deadline) -> dict:
             skipped.append({"n": n})
             continue
         log(f"n = {n}: building and compiling")
-        jx = bt.JaxSeeds("jax", bt.serjax_trainer(n, "auto", args.utterances), data, 1, args.batch_size, clock)
+        jx = bt.JaxSeeds(
+            "jax", bt.serjax_trainer(n, "auto", args.utterances), data, 1, args.batch_size, clock
+        )
         jx.eval(1)
         th = bt.Torch("torch", n, data, args.batch_size, None, device)
         contenders = {"jax": jx, "torch": th}
         res = {}
         for mode in ("train", "eval"):
-            step_s = {k: bt.warm_up(getattr(c, mode), c.first_step_s(mode)) for k, c in contenders.items()}
+            step_s = {
+                k: bt.warm_up(getattr(c, mode), c.first_step_s(mode)) for k, c in contenders.items()
+            }
             res[mode] = bt.alternate(contenders, mode, args.rounds, args.min_time, step_s, log)
-        row = {"n": n, "params": count_params(bt.jax_params_of(jx.states)), "torch_device": device,
-               "jax_compile_train_s": jx.compile_train_s, "jax_compile_eval_s": jx.compile_eval_s,
-               "jax_peak_device_mb_so_far": jax_peak_mb(), "torch_peak_device_mb": th.peak_device_mb()}
+        row = {
+            "n": n,
+            "params": count_params(bt.jax_params_of(jx.states)),
+            "torch_device": device,
+            "jax_compile_train_s": jx.compile_train_s,
+            "jax_compile_eval_s": jx.compile_eval_s,
+            "jax_peak_device_mb_so_far": jax_peak_mb(),
+            "torch_peak_device_mb": th.peak_device_mb(),
+        }
         for name in contenders:
             for mode in ("train", "eval"):
                 row[f"{name}_{mode}_samples_per_s"] = bt.median_rate(res[mode][name])
                 row[f"{name}_{mode}_rounds"] = res[mode][name]
         for mode in ("train", "eval"):
-            row[f"ratio_{mode}_jax_over_torch"] = bt.paired_ratio(res[mode]["jax"], res[mode]["torch"])
-        log(f"  n = {n}: train jax {row['jax_train_samples_per_s']} / torch {row['torch_train_samples_per_s']} "
-            f"samples/s (ratio {row['ratio_train_jax_over_torch']}); eval ratio {row['ratio_eval_jax_over_torch']}")
+            row[f"ratio_{mode}_jax_over_torch"] = bt.paired_ratio(
+                res[mode]["jax"], res[mode]["torch"]
+            )
+        log(
+            f"  n = {n}: train jax {row['jax_train_samples_per_s']} / torch {row['torch_train_samples_per_s']} "
+            f"samples/s (ratio {row['ratio_train_jax_over_torch']}); eval ratio {row['ratio_eval_jax_over_torch']}"
+        )
         rows.append(row)
         del contenders, jx, th
     return {"rows": rows, "skipped_for_deadline": skipped, "torch_cudnn_benchmark": True}
@@ -97,6 +114,7 @@ def seeds(args, data, clock, log, deadline) -> dict:
 
 # --------------------------------------------------------------------------- report
 
+
 def _load(out: Path, name: str) -> dict | None:
     path = out / f"gpu-{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -105,10 +123,12 @@ def _load(out: Path, name: str) -> dict | None:
 def markdown(out: Path) -> str:
     parts = {name: _load(out, name) for name in ("frameworks", "seeds", "run")}
     probe = _load(out, "seeds-probe")
-    if probe and parts["seeds"]:       # the S = 4 probe and the later table: one table
+    if probe and parts["seeds"]:  # the S = 4 probe and the later table: one table
         merged = parts["seeds"]["result"]
         merged["rows"] = probe["result"]["rows"] + merged["rows"]
-        merged["strategies"] = list(dict.fromkeys(probe["result"]["strategies"][:-1] + merged["strategies"]))
+        merged["strategies"] = list(
+            dict.fromkeys(probe["result"]["strategies"][:-1] + merged["strategies"])
+        )
         merged["fastest_by_S"] = bt.fastest_by_seeds(merged["rows"])
         parts["seeds"]["command"] = f"{probe['command']}`, then `{parts['seeds']['command']}"
     elif probe:
@@ -117,85 +137,135 @@ def markdown(out: Path) -> str:
     if first is None:
         return "# serjax on an accelerator\n\nNo measurements yet.\n"
     dev = first.get("device", {})
-    lines = [f"# serjax on an accelerator: {dev.get('device', '?')} ({dev.get('backend', '?')})", ""]
+    lines = [
+        f"# serjax on an accelerator: {dev.get('device', '?')} ({dev.get('backend', '?')})",
+        "",
+    ]
     sessions_path = out / "gpu-sessions.json"
     if sessions_path.exists():
-        lines += ["Produced by these commands on the device (each a fresh machine; `$OUT` is the folder whose "
-                  "files came back here):", ""]
-        lines += [f"- {x['date']}, {x['device']}, serjax {x['commit'][:7]}: `{x['command']}` — {x['what']}"
-                  for x in json.loads(sessions_path.read_text())]
+        lines += [
+            "Produced by these commands on the device (each a fresh machine; `$OUT` is the folder whose "
+            "files came back here):",
+            "",
+        ]
+        lines += [
+            f"- {x['date']}, {x['device']}, serjax {x['commit'][:7]}: `{x['command']}` — {x['what']}"
+            for x in json.loads(sessions_path.read_text())
+        ]
         lines.append("")
     v = first.get("versions", {})
-    lines += [f"- Versions: jax {v.get('jax')}, jaxlib {v.get('jaxlib')}, flax {v.get('flax')}, "
-              f"optax {v.get('optax')}, torch {v.get('torch')}; host {first.get('machine', {}).get('cpu')}, "
-              f"{first.get('machine', {}).get('cores')} cores", ""]
+    lines += [
+        f"- Versions: jax {v.get('jax')}, jaxlib {v.get('jaxlib')}, flax {v.get('flax')}, "
+        f"optax {v.get('optax')}, torch {v.get('torch')}; host {first.get('machine', {}).get('cpu')}, "
+        f"{first.get('machine', {}).get('cores')} cores",
+        "",
+    ]
     run = parts["run"]
     if run:
         lines += ["## The full default experiment", "", f"Command: `{run['command']}`", ""]
         if run.get("finished"):
-            lines.append(f"- **Wall time {run['wall_time_s']:.0f} s ({run['wall_time_s'] / 60:.1f} min)**, "
-                         "the whole `python launch.py` process (imports, reading the cached corpus, features, "
-                         f"compilation, {run.get('folds')} folds × {run.get('epochs')} epochs × {run.get('seeds')} seeds "
-                         f"at n = {run.get('width_scale')} with per-epoch test-fold evaluation, checkpoints, "
-                         "report)")
+            lines.append(
+                f"- **Wall time {run['wall_time_s']:.0f} s ({run['wall_time_s'] / 60:.1f} min)**, "
+                "the whole `python launch.py` process (imports, reading the cached corpus, features, "
+                f"compilation, {run.get('folds')} folds × {run.get('epochs')} epochs × {run.get('seeds')} seeds "
+                f"at n = {run.get('width_scale')} with per-epoch test-fold evaluation, checkpoints, "
+                "report)"
+            )
         else:
-            lines.append(f"- **Not finished**: stopped after {run['wall_time_s']:.0f} s "
-                         f"({run.get('stopped_why', '?')}); {run.get('epochs_done', '?')} of "
-                         f"{run.get('epochs_total', '?')} fold-epochs done")
+            lines.append(
+                f"- **Not finished**: stopped after {run['wall_time_s']:.0f} s "
+                f"({run.get('stopped_why', '?')}); {run.get('epochs_done', '?')} of "
+                f"{run.get('epochs_total', '?')} fold-epochs done"
+            )
         if run.get("wall_time_how"):
             lines.append(f"- Wall time measured {run['wall_time_how']}")
         if run.get("fold_end_s"):
             lines.append(f"- Folds ended at (s after the launch): {run['fold_end_s']}")
         if run.get("projection"):
             p = run["projection"]
-            lines.append(f"- **Projected** wall time of the whole run: {p['projected_wall_time_s']:.0f} s "
-                         f"({p['projected_wall_time_s'] / 60:.1f} min) = {p['how']}")
-        for key, text in (("seed_strategy", "seed strategy"), ("corpus_s", "corpus generation + feature cache "
-                          "before the run (s, not in the wall time)"), ("utterances", "utterances")):
+            lines.append(
+                f"- **Projected** wall time of the whole run: {p['projected_wall_time_s']:.0f} s "
+                f"({p['projected_wall_time_s'] / 60:.1f} min) = {p['how']}"
+            )
+        for key, text in (
+            ("seed_strategy", "seed strategy"),
+            (
+                "corpus_s",
+                "corpus generation + feature cache before the run (s, not in the wall time)",
+            ),
+            ("utterances", "utterances"),
+        ):
             if run.get(key) is not None:
                 lines.append(f"- {text}: {run[key]}")
         if run.get("fold_end_s") and not run.get("finished"):
-            lines.append("- The finished folds' scores and every epoch's metrics: results/gpu-default-partial/")
+            lines.append(
+                "- The finished folds' scores and every epoch's metrics: results/gpu-default-partial/"
+            )
         if run.get("summary"):
             s = run["summary"]
-            lines.append(f"- Result (synthetic corpus, last epoch, mean ± std over folds × seeds): "
-                         f"UA {100 * s['ua']['mean']:.2f} ± {100 * s['ua']['std']:.2f}, "
-                         f"WA {100 * s['wa']['mean']:.2f} ± {100 * s['wa']['std']:.2f}")
+            lines.append(
+                f"- Result (synthetic corpus, last epoch, mean ± std over folds × seeds): "
+                f"UA {100 * s['ua']['mean']:.2f} ± {100 * s['ua']['std']:.2f}, "
+                f"WA {100 * s['wa']['mean']:.2f} ± {100 * s['wa']['std']:.2f}"
+            )
         lines.append("")
     fw = parts["frameworks"]
     if fw:
-        lines += ["## JAX vs PyTorch on the same device (train and eval samples/s, batch 32, one seed)", "",
-                  f"Command: `{fw['command']}` ({fw['date']})", "",
-                  "| n | params | JAX train | torch train | JAX/torch train | JAX eval | torch eval | JAX/torch eval "
-                  "| JAX compile s (train + eval) | peak device MB JAX / torch |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## JAX vs PyTorch on the same device (train and eval samples/s, batch 32, one seed)",
+            "",
+            f"Command: `{fw['command']}` ({fw['date']})",
+            "",
+            "| n | params | JAX train | torch train | JAX/torch train | JAX eval | torch eval | JAX/torch eval "
+            "| JAX compile s (train + eval) | peak device MB JAX / torch |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in fw["result"]["rows"]:
-            lines.append(f"| {r['n']} | {r['params']:,} | {r['jax_train_samples_per_s']:.0f} | "
-                         f"{r['torch_train_samples_per_s']:.0f} | **{r['ratio_train_jax_over_torch']:.2f}** | "
-                         f"{r['jax_eval_samples_per_s']:.0f} | {r['torch_eval_samples_per_s']:.0f} | "
-                         f"**{r['ratio_eval_jax_over_torch']:.2f}** | "
-                         f"{r['jax_compile_train_s']} + {r['jax_compile_eval_s']} | "
-                         f"{r['jax_peak_device_mb_so_far']} / {r['torch_peak_device_mb']} |")
+            lines.append(
+                f"| {r['n']} | {r['params']:,} | {r['jax_train_samples_per_s']:.0f} | "
+                f"{r['torch_train_samples_per_s']:.0f} | **{r['ratio_train_jax_over_torch']:.2f}** | "
+                f"{r['jax_eval_samples_per_s']:.0f} | {r['torch_eval_samples_per_s']:.0f} | "
+                f"**{r['ratio_eval_jax_over_torch']:.2f}** | "
+                f"{r['jax_compile_train_s']} + {r['jax_compile_eval_s']} | "
+                f"{r['jax_peak_device_mb_so_far']} / {r['torch_peak_device_mb']} |"
+            )
         if fw["result"]["skipped_for_deadline"]:
             lines.append(f"\nSkipped (deadline): {fw['result']['skipped_for_deadline']}")
         torch_device = fw["result"]["rows"][0]["torch_device"] if fw["result"]["rows"] else "?"
-        lines += ["", f"PyTorch: `bench/torch_reference.py` on {torch_device}, eager, channels_last, "
-                  "cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, one seed). Both at "
-                  "their default precision, which lets cuDNN use TF32 for float32 convolutions (XLA's "
-                  "default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory "
-                  "is the process's high-water mark so far (it grows with n); PyTorch's is its "
-                  "allocator's since that model was built.", ""]
+        lines += [
+            "",
+            f"PyTorch: `bench/torch_reference.py` on {torch_device}, eager, channels_last, "
+            "cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, one seed). Both at "
+            "their default precision, which lets cuDNN use TF32 for float32 convolutions (XLA's "
+            "default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory "
+            "is the process's high-water mark so far (it grows with n); PyTorch's is its "
+            "allocator's since that model was built.",
+            "",
+        ]
     sd = parts["seeds"]
     if sd:
         r = sd["result"]
-        lines += [f"## Seed scaling on the device (n = {r['n']}): total train samples/s with S seeds", "",
-                  f"Command: `{sd['command']}` ({sd['date']})", ""]
+        lines += [
+            f"## Seed scaling on the device (n = {r['n']}): total train samples/s with S seeds",
+            "",
+            f"Command: `{sd['command']}` ({sd['date']})",
+            "",
+        ]
         lines += bt.seed_table(r["rows"], r["strategies"], digits=0)
-        lines += ["", "(×r): rate / `sequence` (S single-seed runs one after the other) in the same round. "
-                  f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this table is why "
-                  "serjax's `auto` is `unroll` on accelerators since c563a2b). Fastest per S "
-                  f"(within {r['fastest_tolerance']:.0%}): "
-                  + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in r["fastest_by_S"].items()), ""]
-        comp = [f"{x['strategy']} S={x['S']}: {x['compile_train_s']}" for x in r["rows"] if x["compile_train_s"]]
+        lines += [
+            "",
+            "(×r): rate / `sequence` (S single-seed runs one after the other) in the same round. "
+            f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this table is why "
+            "serjax's `auto` is `unroll` on accelerators since c563a2b). Fastest per S "
+            f"(within {r['fastest_tolerance']:.0%}): "
+            + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in r["fastest_by_S"].items()),
+            "",
+        ]
+        comp = [
+            f"{x['strategy']} S={x['S']}: {x['compile_train_s']}"
+            for x in r["rows"]
+            if x["compile_train_s"]
+        ]
         if comp:
             lines += ["Compile s (train step): " + "; ".join(comp), ""]
         if r["skipped_for_deadline"]:
@@ -203,12 +273,22 @@ def markdown(out: Path) -> str:
     prec = _load(out, "precision-highest")
     if prec:
         r = prec["result"]["rows"]
-        lines += [f"## Convolution precision (n = {prec['result']['n']}, one seed)", "",
-                  f"Command: `JAX_DEFAULT_MATMUL_PRECISION=highest {prec['command']}` ({prec['date']})", ""]
-        lines += [f"- {x['strategy']}: {x['train_samples_per_s']:.0f} train samples/s with float32 "
-                  "(`highest`) convolutions and matmuls" for x in r]
-        lines += ["- Compare with the seed table's S = 1 rates, measured at JAX's default precision (which lets "
-                  "the GPU use TF32 for float32 convolutions and matmuls).", ""]
+        lines += [
+            f"## Convolution precision (n = {prec['result']['n']}, one seed)",
+            "",
+            f"Command: `JAX_DEFAULT_MATMUL_PRECISION=highest {prec['command']}` ({prec['date']})",
+            "",
+        ]
+        lines += [
+            f"- {x['strategy']}: {x['train_samples_per_s']:.0f} train samples/s with float32 "
+            "(`highest`) convolutions and matmuls"
+            for x in r
+        ]
+        lines += [
+            "- Compare with the seed table's S = 1 rates, measured at JAX's default precision (which lets "
+            "the GPU use TF32 for float32 convolutions and matmuls).",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -218,16 +298,24 @@ def main(argv=None) -> int:
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seed-width", type=int, default=4)
-    parser.add_argument("--strategies", nargs="+", default=["vmap", "unroll", "chunks"],
-                        help="serjax.train seed strategies besides `sequence` (map: lax.map)")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["vmap", "unroll", "chunks"],
+        help="serjax.train seed strategies besides `sequence` (map: lax.map)",
+    )
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--utterances", type=int, default=512)
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed-rounds", type=int, default=2)
-    parser.add_argument("--name", default="", help="output gpu-<name>.json (default: the part's name)")
-    parser.add_argument("--deadline-s", type=float, default=1e9, help="start no new cell after this many s")
+    parser.add_argument(
+        "--name", default="", help="output gpu-<name>.json (default: the part's name)"
+    )
+    parser.add_argument(
+        "--deadline-s", type=float, default=1e9, help="start no new cell after this many s"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,15 +329,28 @@ def main(argv=None) -> int:
         clock = bt.CompileClock()
         data = bt.Data(args.utterances)
         fn = frameworks if args.part == "frameworks" else seeds
-        result = {"command": command_line("bench_gpu.py", argv),
-                  "date": utc_now(),
-                  "machine": machine_info(), "versions": bt.versions_info(), "device": device_info(),
-                  "settings": {"batch_size": args.batch_size, "utterances": args.utterances,
-                               "min_time_s": args.min_time, "rounds": args.rounds, "seed_rounds": args.seed_rounds,
-                               "input_shape": list(bt.INPUT_SHAPE)}}
+        result = {
+            "command": command_line("bench_gpu.py", argv),
+            "date": utc_now(),
+            "machine": machine_info(),
+            "versions": bt.versions_info(),
+            "device": device_info(),
+            "settings": {
+                "batch_size": args.batch_size,
+                "utterances": args.utterances,
+                "min_time_s": args.min_time,
+                "rounds": args.rounds,
+                "seed_rounds": args.seed_rounds,
+                "input_shape": list(bt.INPUT_SHAPE),
+            },
+        }
         result["result"] = fn(args, data, clock, log, deadline)
         result["wall_time_s"] = round(time.perf_counter() - started, 1)
-        result["env"] = {k: os.environ[k] for k in ("JAX_DEFAULT_MATMUL_PRECISION", "XLA_FLAGS") if k in os.environ}
+        result["env"] = {
+            k: os.environ[k]
+            for k in ("JAX_DEFAULT_MATMUL_PRECISION", "XLA_FLAGS")
+            if k in os.environ
+        }
         path = out / f"gpu-{args.name or args.part}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         log(f"wrote {path}")

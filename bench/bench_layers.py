@@ -46,13 +46,17 @@ def block_shapes(n: int) -> list[tuple[int, int, int, int]]:
 def time_ms(fn, min_time: float, rounds: int) -> float:
     """Median over rounds of the mean ms per call (bench_train's warm-up and measurement:
     whole calls for >= min_time s each)."""
+
     def calls(k):
         for _ in range(k):
             fn()
+
     start = time.perf_counter()
     fn()
     call_s = warm_up(calls, time.perf_counter() - start)
-    return statistics.median(1e3 / measure(calls, 1, call_s, min_time)["samples_per_s"] for _ in range(rounds))
+    return statistics.median(
+        1e3 / measure(calls, 1, call_s, min_time)["samples_per_s"] for _ in range(rounds)
+    )
 
 
 def jax_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
@@ -64,21 +68,30 @@ def jax_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
 
     rng = np.random.default_rng(0)
     x = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_in)).astype(np.float32))
-    k = jax.numpy.asarray(rng.normal(size=(3, 3, c_in, c_out)).astype(np.float32) / (3 * c_in ** 0.5))
+    k = jax.numpy.asarray(rng.normal(size=(3, 3, c_in, c_out)).astype(np.float32) / (3 * c_in**0.5))
     g = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_out)).astype(np.float32))
     options = compiler_options()
+
     def compiled(f, *args):
         fn = jax.jit(f).lower(*args).compile(options)
         return lambda: fn(*args).block_until_ready()
 
-    out = {"forward": time_ms(compiled(serjax_conv3x3, x, k), min_time, rounds),
-           "kernel_grad": time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[1], x, k, g),
-                                  min_time, rounds)}
+    out = {
+        "forward": time_ms(compiled(serjax_conv3x3, x, k), min_time, rounds),
+        "kernel_grad": time_ms(
+            compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[1], x, k, g),
+            min_time,
+            rounds,
+        ),
+    }
     if c_in == 1:
         out["forward_xla_conv"] = time_ms(compiled(conv3x3, x, k), min_time, rounds)
     else:
-        out["input_grad"] = time_ms(compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[0], x, k, g),
-                                    min_time, rounds)
+        out["input_grad"] = time_ms(
+            compiled(lambda x_, k_, g_: jax.vjp(serjax_conv3x3, x_, k_)[1](g_)[0], x, k, g),
+            min_time,
+            rounds,
+        )
     return out
 
 
@@ -87,40 +100,56 @@ def torch_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, c_in, h, w).contiguous(memory_format=torch.channels_last).requires_grad_(c_in > 1)
+    x = (
+        torch.randn(batch, c_in, h, w)
+        .contiguous(memory_format=torch.channels_last)
+        .requires_grad_(c_in > 1)
+    )
     g = torch.randn(batch, c_out, h, w).contiguous(memory_format=torch.channels_last)
 
     def forward():
         with torch.no_grad():
             conv(x)
 
-    y = conv(x)   # one graph, kept: each gradient call below runs only its backward kernel
-    out = {"forward": time_ms(forward, min_time, rounds),
-           "kernel_grad": time_ms(lambda: torch.autograd.grad(y, [conv.weight], g, retain_graph=True),
-                                  min_time, rounds)}
+    y = conv(x)  # one graph, kept: each gradient call below runs only its backward kernel
+    out = {
+        "forward": time_ms(forward, min_time, rounds),
+        "kernel_grad": time_ms(
+            lambda: torch.autograd.grad(y, [conv.weight], g, retain_graph=True), min_time, rounds
+        ),
+    }
     if c_in > 1:
-        out["input_grad"] = time_ms(lambda: torch.autograd.grad(y, [x], g, retain_graph=True), min_time, rounds)
+        out["input_grad"] = time_ms(
+            lambda: torch.autograd.grad(y, [x], g, retain_graph=True), min_time, rounds
+        )
     return out
 
 
 def markdown(res: dict) -> str:
     s = res["settings"]
-    lines = ["# Per-layer convolution time: serjax (XLA) vs PyTorch (oneDNN) on the CPU", "",
-             f"Command: `{res['command']}`", "",
-             f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
-             f"- Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['platform']}",
-             "- Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v),
-             f"- Batch {s['batch_size']}, input {INPUT_SHAPE[0]} × {INPUT_SHAPE[1]}; each time: median over "
-             f"{s['rounds']} rounds of ≥ {s['min_time_s']} s of whole calls; host allocator: "
-             f"{s['host_allocator']}; JAX compiler options {s['compiler_options']}; PyTorch "
-             f"{s['torch_threads']} threads, channels_last",
-             "- Block 1's input gradient is never computed in training (its input is the data) and is not timed.",
-             ""]
+    lines = [
+        "# Per-layer convolution time: serjax (XLA) vs PyTorch (oneDNN) on the CPU",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
+        f"- Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['platform']}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v),
+        f"- Batch {s['batch_size']}, input {INPUT_SHAPE[0]} × {INPUT_SHAPE[1]}; each time: median over "
+        f"{s['rounds']} rounds of ≥ {s['min_time_s']} s of whole calls; host allocator: "
+        f"{s['host_allocator']}; JAX compiler options {s['compiler_options']}; PyTorch "
+        f"{s['torch_threads']} threads, channels_last",
+        "- Block 1's input gradient is never computed in training (its input is the data) and is not timed.",
+        "",
+    ]
     for row in res["rows"]:
-        lines += [f"## n = {row['n']}", "",
-                  "| block | C_in → C_out | map | serjax fwd | torch fwd | fwd ratio | serjax ∂x | torch ∂x | "
-                  "∂x ratio | serjax ∂w | torch ∂w | ∂w ratio |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## n = {row['n']}",
+            "",
+            "| block | C_in → C_out | map | serjax fwd | torch fwd | fwd ratio | serjax ∂x | torch ∂x | "
+            "∂x ratio | serjax ∂w | torch ∂w | ∂w ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for b in row["blocks"]:
             j, t = b["jax"], b["torch"]
 
@@ -128,18 +157,29 @@ def markdown(res: dict) -> str:
                 if key not in j:
                     return "–", "–", "–"
                 return f"{j[key]:.2f}", f"{t[key]:.2f}", f"{t[key] / j[key]:.2f}"
+
             fwd = cell("forward")
             if "forward_xla_conv" in j:
                 fwd = (f"{j['forward']:.2f} (XLA conv {j['forward_xla_conv']:.2f})", fwd[1], fwd[2])
-            lines.append(f"| {b['block']} | {b['c_in']} → {b['c_out']} | {b['h']} × {b['w']} | "
-                         + " | ".join(" | ".join(cell_) for cell_ in (fwd, cell("input_grad"), cell("kernel_grad")))
-                         + " |")
+            lines.append(
+                f"| {b['block']} | {b['c_in']} → {b['c_out']} | {b['h']} × {b['w']} | "
+                + " | ".join(
+                    " | ".join(cell_) for cell_ in (fwd, cell("input_grad"), cell("kernel_grad"))
+                )
+                + " |"
+            )
         tot = row["totals"]
-        lines += ["", f"Sum over the six blocks (forward + the gradients training computes): serjax "
-                  f"{tot['jax_ms']:.1f} ms, PyTorch {tot['torch_ms']:.1f} ms per batch.", ""]
-    lines += ["ms per batch of 32; ratio = PyTorch time / serjax time (above 1: serjax faster). "
-              "The train step's other work (normalisation, pooling, attention, loss, optimizer) is "
-              "not in these tables: `train.md` times whole steps."]
+        lines += [
+            "",
+            f"Sum over the six blocks (forward + the gradients training computes): serjax "
+            f"{tot['jax_ms']:.1f} ms, PyTorch {tot['torch_ms']:.1f} ms per batch.",
+            "",
+        ]
+    lines += [
+        "ms per batch of 32; ratio = PyTorch time / serjax time (above 1: serjax faster). "
+        "The train step's other work (normalisation, pooling, attention, loss, optimizer) is "
+        "not in these tables: `train.md` times whole steps."
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +196,8 @@ def main(argv=None) -> int:
     reexec_with_huge_pages()
     allocator = tune_host_allocator()
     import torch
-
     from machine import command_line, machine_info, utc_now, write_outputs
+
     from serjax.cpu_tuning import compiler_options
 
     torch.set_num_threads(TORCH_THREADS)
@@ -168,21 +208,48 @@ def main(argv=None) -> int:
         blocks = []
         for block, (c_in, c_out, h, w) in enumerate(block_shapes(n), start=1):
             shape = (c_in, c_out, h, w, args.batch_size, args.min_time, args.rounds)
-            entry = {"block": block, "c_in": c_in, "c_out": c_out, "h": h, "w": w,
-                     "jax": jax_times(*shape), "torch": torch_times(*shape)}
+            entry = {
+                "block": block,
+                "c_in": c_in,
+                "c_out": c_out,
+                "h": h,
+                "w": w,
+                "jax": jax_times(*shape),
+                "torch": torch_times(*shape),
+            }
             blocks.append(entry)
             print(f"n = {n} block {block}: jax {entry['jax']} torch {entry['torch']}", flush=True)
-        totals = {f"{fw}_ms": round(sum(b[fw][k] for b in blocks for k in ("forward", "input_grad", "kernel_grad")
-                                        if k in b[fw]), 2) for fw in ("jax", "torch")}
+        totals = {
+            f"{fw}_ms": round(
+                sum(
+                    b[fw][k]
+                    for b in blocks
+                    for k in ("forward", "input_grad", "kernel_grad")
+                    if k in b[fw]
+                ),
+                2,
+            )
+            for fw in ("jax", "torch")
+        }
         rows.append({"n": n, "blocks": blocks, "totals": totals})
-    result = {"command": command,
-              "date": utc_now(),
-              "machine": machine_info(), "versions": versions_info(),
-              "settings": {"batch_size": args.batch_size, "min_time_s": args.min_time, "rounds": args.rounds,
-                           "torch_threads": TORCH_THREADS, "compiler_options": compiler_options(),
-                           "host_allocator": "huge pages" if allocator.get("huge_pages", {}).get("on")
-                           else ("mallopt tuned" if allocator.get("tuned") else "glibc defaults")},
-              "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1)}
+    result = {
+        "command": command,
+        "date": utc_now(),
+        "machine": machine_info(),
+        "versions": versions_info(),
+        "settings": {
+            "batch_size": args.batch_size,
+            "min_time_s": args.min_time,
+            "rounds": args.rounds,
+            "torch_threads": TORCH_THREADS,
+            "compiler_options": compiler_options(),
+            "host_allocator": "huge pages"
+            if allocator.get("huge_pages", {}).get("on")
+            else ("mallopt tuned" if allocator.get("tuned") else "glibc defaults"),
+        },
+        "rows": rows,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
     paths = write_outputs(args.out, "layers", result, markdown(result))
     print("wrote " + " and ".join(map(str, paths)))
     return 0

@@ -47,7 +47,9 @@ def rss_mb() -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width-scale", type=int, default=4, help="model width n (default: the paper config's)")
+    parser.add_argument(
+        "--width-scale", type=int, default=4, help="model width n (default: the paper config's)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="epochs of fold 1")
     parser.add_argument("--cache", default=None, help="cache folder (default: a temporary one)")
     parser.add_argument("--out", default="results/bench")
@@ -67,7 +69,9 @@ def main(argv=None) -> int:
     stages = []
 
     def stage(name):
-        stages.append({"stage": name, "after_s": round(time.perf_counter() - started, 1), **rss_mb()})
+        stages.append(
+            {"stage": name, "after_s": round(time.perf_counter() - started, 1), **rss_mb()}
+        )
         print(f"[{stages[-1]['after_s']:7.1f} s] {name}: {stages[-1]}", flush=True)
 
     stage("imports")
@@ -85,9 +89,11 @@ def main(argv=None) -> int:
         stage("prepare: corpus, feature cache (8 versions), device table")
         fold = experiment.split_fold(prep, 0)
         experiment.train_fold(prep, 0, workdir, progress=False)
-        stage(f"fold 1: {config.train.epochs} epoch(s) of serjax.experiment.train_fold on "
-              f"{len(fold.train)} × {len(config.experiment.train_versions)} augmented training rows, each "
-              f"evaluated on the {len(fold.test)}-utterance test fold, checkpoints saved")
+        stage(
+            f"fold 1: {config.train.epochs} epoch(s) of serjax.experiment.train_fold on "
+            f"{len(fold.train)} × {len(config.experiment.train_versions)} augmented training rows, each "
+            f"evaluated on the {len(fold.test)}-utterance test fold, checkpoints saved"
+        )
         table_mb = round(prep.table.size * prep.table.dtype.itemsize / 2**20, 1)
         utterances = len(prep.labels)
     finally:
@@ -97,22 +103,41 @@ def main(argv=None) -> int:
 
     peak = max(s["peak_rss_mb"] for s in stages)
     prefix = "".join(f"{k}={os.environ[k]} " for k in ("SERJAX_MALLOC",) if os.environ.get(k))
-    result = {"command": prefix + command_line("bench_memory.py", argv),
-              "date": utc_now(),
-              "machine": machine_info(), "loadavg_end": loadavg(), "jax": jax.__version__,
-              "backend": jax.default_backend(), "host_allocator": allocator,
-              "utterances": utterances, "versions": 8, "width_scale": args.width_scale,
-              "device_table_mb": table_mb, "stages": stages, "peak_rss_mb": peak, "limit_mb": LIMIT_MB,
-              "under_limit": peak < LIMIT_MB, "wall_time_s": round(time.perf_counter() - started, 1)}
-    lines = ["# Peak memory: 2943 utterances × all 8 STFT versions (augmentation), CPU", "",
-             f"Command: `{result['command']}`", "",
-             f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
-             f"{result['machine']['cores']} cores; jax {result['jax']} ({result['backend']})",
-             f"- {utterances} synthetic utterances, versions 1-8 in one float16 device table of {table_mb} MB; "
-             f"model n = {args.width_scale}; host allocator {allocator}",
-             f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})", "",
-             "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |", "|---|---|---|---|"]
-    lines += [f"| {s['stage']} | {s['after_s']} | {s['peak_rss_mb']} | {s['rss_mb']} |" for s in stages]
+    result = {
+        "command": prefix + command_line("bench_memory.py", argv),
+        "date": utc_now(),
+        "machine": machine_info(),
+        "loadavg_end": loadavg(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "host_allocator": allocator,
+        "utterances": utterances,
+        "versions": 8,
+        "width_scale": args.width_scale,
+        "device_table_mb": table_mb,
+        "stages": stages,
+        "peak_rss_mb": peak,
+        "limit_mb": LIMIT_MB,
+        "under_limit": peak < LIMIT_MB,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+    lines = [
+        "# Peak memory: 2943 utterances × all 8 STFT versions (augmentation), CPU",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
+        f"{result['machine']['cores']} cores; jax {result['jax']} ({result['backend']})",
+        f"- {utterances} synthetic utterances, versions 1-8 in one float16 device table of {table_mb} MB; "
+        f"model n = {args.width_scale}; host allocator {allocator}",
+        f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})",
+        "",
+        "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['stage']} | {s['after_s']} | {s['peak_rss_mb']} | {s['rss_mb']} |" for s in stages
+    ]
     paths = write_outputs(args.out, args.name, result, "\n".join(lines) + "\n")
     print("wrote " + " and ".join(map(str, paths)))
     return 0 if result["under_limit"] else 1

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # bench/machine.py
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,19 +59,23 @@ TORCH_THREADS = 2
 # --------------------------------------------------------------------------- environment
 
 
-
-
-
 def versions_info() -> dict:
     import flax
     import jax
     import jaxlib
     import optax
 
-    out = {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-           "optax": optax.__version__, "numpy": np.__version__, "jax_backend": jax.default_backend()}
+    out = {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "jax_backend": jax.default_backend(),
+    }
     try:
         import torch
+
         out["torch"] = torch.__version__
     except ImportError:
         out["torch"] = None
@@ -95,9 +98,11 @@ def peak_rss_mb() -> float:
 class CompileClock:
     """Sums jax.monitoring's trace, lowering and XLA-compile durations while armed."""
 
-    EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-              "/jax/core/compile/jaxpr_to_mlir_module_duration",
-              "/jax/core/compile/backend_compile_duration")
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
 
     def __init__(self):
         import jax.monitoring
@@ -123,6 +128,7 @@ class CompileClock:
 
 # --------------------------------------------------------------------------- data
 
+
 class Data:
     """A synthetic corpus in serjax's device layout: float16 table, labels, fold statistics.
     use_jax=False (the PyTorch RSS child) keeps JAX out of the process."""
@@ -133,7 +139,9 @@ class Data:
         self.use_jax = use_jax
         # log-Mel-like values (dB around -30 with a per-band tilt); normalised in the step
         tilt = np.linspace(-10, -50, INPUT_SHAPE[0], dtype=np.float32)[:, None]
-        self.table_np = (tilt + 12 * rng.standard_normal((U, *INPUT_SHAPE), np.float32)).astype(np.float16)
+        self.table_np = (tilt + 12 * rng.standard_normal((U, *INPUT_SHAPE), np.float32)).astype(
+            np.float16
+        )
         self.labels_np = rng.choice(NUM_CLASSES, U, p=[0.1, 0.2, 0.32, 0.38]).astype(np.int32)
         self.train_rows = np.arange(U)
         # serjax.losses.class_weights (inverse frequency, mean weight 1), in NumPy
@@ -146,16 +154,22 @@ class Data:
 
             self.table = jnp.asarray(self.table_np)
             self.labels = jnp.asarray(self.labels_np)
-            self.weights, self.mean, self.std = (jnp.asarray(a) for a in (self.weights_np, self.mean_np, self.std_np))
+            self.weights, self.mean, self.std = (
+                jnp.asarray(a) for a in (self.weights_np, self.mean_np, self.std_np)
+            )
         self._torch = None
 
     def torch(self):
         if self._torch is None:
             import torch
 
-            self._torch = {"table": torch.from_numpy(self.table_np), "labels": torch.from_numpy(self.labels_np).long(),
-                           "weights": torch.from_numpy(self.weights_np), "mean": torch.from_numpy(self.mean_np),
-                           "std": torch.from_numpy(self.std_np)}
+            self._torch = {
+                "table": torch.from_numpy(self.table_np),
+                "labels": torch.from_numpy(self.labels_np).long(),
+                "weights": torch.from_numpy(self.weights_np),
+                "mean": torch.from_numpy(self.mean_np),
+                "std": torch.from_numpy(self.std_np),
+            }
         return self._torch
 
 
@@ -165,10 +179,19 @@ def batch_stream(data: Data, batch_size: int, seeds, fold: int = 0):
     if data.use_jax:
         from serjax.train import epoch_batches
     else:
+
         def epoch_batches(rows, batch, seeds_, fold_, epoch_):
             steps = len(rows) // batch
-            return np.stack([np.random.default_rng([s, fold_, epoch_]).permutation(rows)[:steps * batch]
-                             .reshape(steps, batch) for s in seeds_], axis=1)
+            return np.stack(
+                [
+                    np.random.default_rng([s, fold_, epoch_])
+                    .permutation(rows)[: steps * batch]
+                    .reshape(steps, batch)
+                    for s in seeds_
+                ],
+                axis=1,
+            )
+
     epoch = 0
     while True:
         yield from epoch_batches(data.train_rows, batch_size, list(seeds), fold, epoch)
@@ -176,6 +199,7 @@ def batch_stream(data: Data, batch_size: int, seeds, fold: int = 0):
 
 
 # --------------------------------------------------------------------------- contenders
+
 
 class Contender:
     """Something that trains (and maybe evaluates) whole steps; `samples` per train step."""
@@ -208,13 +232,21 @@ def serjax_trainer(width_scale: int, strategy: str, num_utterances: int):
 class JaxSeeds(Contender):
     """serjax's train/eval step over S stacked seeds (one call per step)."""
 
-    def __init__(self, name, trainer, data: Data, num_seeds: int, batch_size: int, clock: CompileClock):
+    def __init__(
+        self, name, trainer, data: Data, num_seeds: int, batch_size: int, clock: CompileClock
+    ):
         import jax
         import jax.numpy as jnp
 
         from serjax.train import seed_keys
 
-        self.name, self.trainer, self.data, self.S, self.B = name, trainer, data, num_seeds, batch_size
+        self.name, self.trainer, self.data, self.S, self.B = (
+            name,
+            trainer,
+            data,
+            num_seeds,
+            batch_size,
+        )
         self.samples = num_seeds * batch_size
         self.lr = jnp.float32(1e-3)
         self.states = trainer.init(seed_keys(range(num_seeds), 0), INPUT_SHAPE)
@@ -229,8 +261,9 @@ class JaxSeeds(Contender):
         d, jnp = self.data, self._jnp
         for _ in range(steps):
             rows = jnp.asarray(next(self.batches))
-            self.states, stats = self.trainer.train_step(self.states, rows, d.table, d.labels, d.weights,
-                                                         d.mean, d.std, self.lr)
+            self.states, stats = self.trainer.train_step(
+                self.states, rows, d.table, d.labels, d.weights, d.mean, d.std, self.lr
+            )
         stats.block_until_ready()
 
     def eval(self, steps):
@@ -241,7 +274,9 @@ class JaxSeeds(Contender):
     def _eval(self, steps):
         d, jnp = self.data, self._jnp
         for _ in range(steps):
-            out = self.trainer.eval_step(self.states, jnp.asarray(next(self.eval_rows)[0]), d.table, d.mean, d.std)
+            out = self.trainer.eval_step(
+                self.states, jnp.asarray(next(self.eval_rows)[0]), d.table, d.mean, d.std
+            )
         out.block_until_ready()
 
 
@@ -251,7 +286,9 @@ class JaxSequence(Contender):
     def __init__(self, trainer, data: Data, num_seeds: int, batch_size: int, clock: CompileClock):
         self.name = "sequence"
         self.samples = num_seeds * batch_size
-        self.runs = [JaxSeeds(f"seed{s}", trainer, data, 1, batch_size, clock) for s in range(num_seeds)]
+        self.runs = [
+            JaxSeeds(f"seed{s}", trainer, data, 1, batch_size, clock) for s in range(num_seeds)
+        ]
         # each run has its own seed's batches, as S separate experiments would
         for s, run in enumerate(self.runs):
             run.batches = batch_stream(data, batch_size, [s])
@@ -269,10 +306,16 @@ class Torch(Contender):
     stretch (None: untouched). device: where model and data live; on a GPU, cudnn.benchmark is
     on (as XLA autotunes) and each stretch ends with a synchronisation."""
 
-    def __init__(self, name, width_scale: int, data: Data, batch_size: int, threads: int | None,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        name,
+        width_scale: int,
+        data: Data,
+        batch_size: int,
+        threads: int | None,
+        device: str = "cpu",
+    ):
         import torch
-
         import torch_reference as ref
 
         self.name, self.threads, self.B, self.samples = name, threads, batch_size, batch_size
@@ -308,15 +351,25 @@ class Torch(Contender):
         self._begin()
         d = self.d
         for _ in range(steps):
-            self._ref.train_step(self.model, self.opt, self._rows(self.batches), d["table"], d["labels"],
-                                 d["weights"], d["mean"], d["std"])
+            self._ref.train_step(
+                self.model,
+                self.opt,
+                self._rows(self.batches),
+                d["table"],
+                d["labels"],
+                d["weights"],
+                d["mean"],
+                d["std"],
+            )
         self._end()
 
     def eval(self, steps):
         self._begin()
         d = self.d
         for _ in range(steps):
-            self._ref.eval_step(self.model, self._rows(self.eval_rows), d["table"], d["mean"], d["std"])
+            self._ref.eval_step(
+                self.model, self._rows(self.eval_rows), d["table"], d["mean"], d["std"]
+            )
         self._end()
 
     def peak_device_mb(self) -> float | None:
@@ -325,6 +378,7 @@ class Torch(Contender):
 
 
 # --------------------------------------------------------------------------- timing
+
 
 def warm_up(fn, first_step_s: float, min_steps: int = 2, max_s: float = 3.0) -> float:
     """Warm-up after the first call (which ran one step in first_step_s, compilation aside):
@@ -346,13 +400,20 @@ def measure(fn, samples_per_step: int, step_s: float, min_time: float) -> dict:
     t0 = time.perf_counter()
     while elapsed < min_time:
         # chunks of ~1 s (whole steps) keep dispatch pipelined without overshooting much
-        chunk = max(1, min(int(1.0 / max(step_s, 1e-6)), math.ceil((min_time - elapsed) / max(step_s, 1e-6))))
+        chunk = max(
+            1,
+            min(int(1.0 / max(step_s, 1e-6)), math.ceil((min_time - elapsed) / max(step_s, 1e-6))),
+        )
         fn(chunk)
         steps_done += chunk
         elapsed = time.perf_counter() - t0
         step_s = elapsed / steps_done
-    return {"samples_per_s": round(steps_done * samples_per_step / elapsed, 2), "steps": steps_done,
-            "seconds": round(elapsed, 2), "load_1min": (loadavg() or [None])[0]}
+    return {
+        "samples_per_s": round(steps_done * samples_per_step / elapsed, 2),
+        "steps": steps_done,
+        "seconds": round(elapsed, 2),
+        "load_1min": (loadavg() or [None])[0],
+    }
 
 
 def alternate(contenders: dict, mode: str, rounds: int, min_time: float, step_s: dict, log) -> dict:
@@ -362,8 +423,10 @@ def alternate(contenders: dict, mode: str, rounds: int, min_time: float, step_s:
         for name, c in contenders.items():
             m = measure(getattr(c, mode), c.samples, step_s[name], min_time)
             out[name].append(m)
-            log(f"    round {r + 1} {mode:5s} {name:18s} {m['samples_per_s']:8.1f} samples/s "
-                f"({m['steps']} steps, {m['seconds']} s, load {m['load_1min']})")
+            log(
+                f"    round {r + 1} {mode:5s} {name:18s} {m['samples_per_s']:8.1f} samples/s "
+                f"({m['steps']} steps, {m['seconds']} s, load {m['load_1min']})"
+            )
     return out
 
 
@@ -379,10 +442,13 @@ def ratio_range(a, b) -> list[float]:
 
 def paired_ratio(a, b) -> float:
     """Median over rounds of a's rate / b's rate in the same round."""
-    return round(statistics.median(x["samples_per_s"] / y["samples_per_s"] for x, y in zip(a, b)), 3)
+    return round(
+        statistics.median(x["samples_per_s"] / y["samples_per_s"] for x, y in zip(a, b)), 3
+    )
 
 
 # --------------------------------------------------------------------------- peak RSS (child)
+
 
 def child_run(framework: str, width_scale: int, args) -> dict:
     """In a fresh process (allocator as its environment says): build, warm up, then train
@@ -391,16 +457,24 @@ def child_run(framework: str, width_scale: int, args) -> dict:
         import jax.numpy as jnp
 
         import serjax.train  # noqa: F401
+
         jnp.zeros(1).block_until_ready()
     else:
         import torch  # noqa: F401
     base = peak_rss_mb()
     data = Data(args.utterances, use_jax=framework == "jax")
     if framework == "jax":
-        c = JaxSeeds("jax", serjax_trainer(width_scale, "auto", args.utterances), data, 1, args.batch_size,
-                     CompileClock())
+        c = JaxSeeds(
+            "jax",
+            serjax_trainer(width_scale, "auto", args.utterances),
+            data,
+            1,
+            args.batch_size,
+            CompileClock(),
+        )
     else:
         import torch
+
         torch.set_num_threads(TORCH_THREADS)
         c = Torch("torch", width_scale, data, args.batch_size, TORCH_THREADS)
     c.eval(1)
@@ -408,8 +482,13 @@ def child_run(framework: str, width_scale: int, args) -> dict:
     rounds = [measure(c.train, c.samples, step_s, args.min_time) for _ in range(args.rounds)]
     from serjax.cpu_tuning import allocator_state
 
-    return {"train_samples_per_s": median_rate(rounds), "rounds": rounds, "peak_rss_mb": peak_rss_mb(),
-            "rss_after_imports_mb": base, "allocator": allocator_state()}
+    return {
+        "train_samples_per_s": median_rate(rounds),
+        "rounds": rounds,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_after_imports_mb": base,
+        "allocator": allocator_state(),
+    }
 
 
 ALLOCATORS = ("default", "hugepages", "tuned")
@@ -421,7 +500,11 @@ def allocator_env(malloc: str) -> dict:
 
     env = dict(os.environ, SERJAX_MALLOC=malloc)
     env[_REEXEC_MARK] = "1"
-    kept = [t for t in env.pop("GLIBC_TUNABLES", "").split(":") if t and not t.startswith("glibc.malloc.hugetlb")]
+    kept = [
+        t
+        for t in env.pop("GLIBC_TUNABLES", "").split(":")
+        if t and not t.startswith("glibc.malloc.hugetlb")
+    ]
     if malloc == "hugepages":
         kept.append(HUGE_PAGES_TUNABLE)
     if kept:
@@ -440,11 +523,30 @@ def run_children(widths, args, log) -> dict:
     for r in range(args.rounds):
         for fw, n, malloc in cells:
             key = f"{fw}/{n}/{malloc}"
-            cmd = [sys.executable, __file__, "--child", fw, str(n), "--utterances", str(args.utterances),
-                   "--batch-size", str(args.batch_size), "--min-time", str(args.min_time), "--rounds", "1"]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                fw,
+                str(n),
+                "--utterances",
+                str(args.utterances),
+                "--batch-size",
+                str(args.batch_size),
+                "--min-time",
+                str(args.min_time),
+                "--rounds",
+                "1",
+            ]
             try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True,
-                                     env=allocator_env(malloc))
+                res = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                    check=True,
+                    env=allocator_env(malloc),
+                )
                 child = json.loads(res.stdout.strip().splitlines()[-1])
             except (subprocess.SubprocessError, ValueError, IndexError) as e:
                 out[key].setdefault("errors", []).append(str(e)[-300:])
@@ -455,8 +557,10 @@ def run_children(widths, args, log) -> dict:
             cell["peak_rss_mb"] = max(cell["peak_rss_mb"], child["peak_rss_mb"])
             cell["rss_after_imports_mb"] = child["rss_after_imports_mb"]
             cell["allocator"] = child["allocator"]
-            log(f"  pass {r + 1} child {key}: {child['train_samples_per_s']} samples/s, "
-                f"peak RSS {child['peak_rss_mb']} MB")
+            log(
+                f"  pass {r + 1} child {key}: {child['train_samples_per_s']} samples/s, "
+                f"peak RSS {child['peak_rss_mb']} MB"
+            )
     for cell in out.values():
         if cell["rounds"]:
             cell["train_samples_per_s"] = median_rate(cell["rounds"])
@@ -468,7 +572,11 @@ def child_ratios(children: dict, n: int) -> dict:
     over passes of the ratio within a pass: each allocator setting for both; as installed
     (serjax's default, huge pages, vs glibc's defaults for PyTorch); and each framework's
     fastest setting (by median rate) against the other's."""
-    cell = {f"{fw}/{m}": children.get(f"{fw}/{n}/{m}", {}) for fw in ("jax", "torch") for m in ALLOCATORS}
+    cell = {
+        f"{fw}/{m}": children.get(f"{fw}/{n}/{m}", {})
+        for fw in ("jax", "torch")
+        for m in ALLOCATORS
+    }
     rate = {k: c.get("train_samples_per_s") for k, c in cell.items()}
     out = {}
 
@@ -480,8 +588,14 @@ def child_ratios(children: dict, n: int) -> dict:
     put("ratio_train_jax_over_torch_both_hugepages", "jax/hugepages", "torch/hugepages")
     put("ratio_train_jax_over_torch_both_tuned", "jax/tuned", "torch/tuned")
     put("ratio_train_jax_over_torch_as_installed", "jax/hugepages", "torch/default")
-    best = {fw: max((m for m in ALLOCATORS if rate[f"{fw}/{m}"]), key=lambda m: rate[f"{fw}/{m}"], default=None)
-            for fw in ("jax", "torch")}
+    best = {
+        fw: max(
+            (m for m in ALLOCATORS if rate[f"{fw}/{m}"]),
+            key=lambda m: rate[f"{fw}/{m}"],
+            default=None,
+        )
+        for fw in ("jax", "torch")
+    }
     if best["jax"] and best["torch"]:
         put("ratio_train_jax_best_over_torch_best", f"jax/{best['jax']}", f"torch/{best['torch']}")
         out["best_allocator"] = best
@@ -490,8 +604,10 @@ def child_ratios(children: dict, n: int) -> dict:
 
 # --------------------------------------------------------------------------- parts
 
+
 def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
     import torch_reference as ref
+
     from serjax.model import count_params
 
     rows = []
@@ -500,8 +616,11 @@ def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
         trainer = serjax_trainer(n, "auto", args.utterances)
         jx = JaxSeeds("jax", trainer, data, 1, args.batch_size, clock)
         params_jax = count_params(jax_params_of(jx.states))
-        contenders = {"jax": jx, "torch": Torch("torch", n, data, args.batch_size, TORCH_THREADS),
-                      "torch_1thread": Torch("torch_1thread", n, data, args.batch_size, 1)}
+        contenders = {
+            "jax": jx,
+            "torch": Torch("torch", n, data, args.batch_size, TORCH_THREADS),
+            "torch_1thread": Torch("torch_1thread", n, data, args.batch_size, 1),
+        }
         params_torch = ref.param_count(contenders["torch"].model)
         jx.eval(1)
         step_s = {}
@@ -510,25 +629,48 @@ def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
                 step_s[(mode, name)] = warm_up(getattr(c, mode), c.first_step_s(mode))
         res = {}
         for mode in ("train", "eval"):
-            res[mode] = alternate(contenders, mode, args.rounds, args.min_time,
-                                  {k: step_s[(mode, k)] for k in contenders}, log)
-        row = {"n": n, "widths": [n * b for b in ref.BASE_WIDTHS], "params_jax": params_jax,
-               "params_torch": params_torch, "params_equal": params_jax == params_torch}
+            res[mode] = alternate(
+                contenders,
+                mode,
+                args.rounds,
+                args.min_time,
+                {k: step_s[(mode, k)] for k in contenders},
+                log,
+            )
+        row = {
+            "n": n,
+            "widths": [n * b for b in ref.BASE_WIDTHS],
+            "params_jax": params_jax,
+            "params_torch": params_torch,
+            "params_equal": params_jax == params_torch,
+        }
         for name, c in contenders.items():
-            row[name] = {"train_samples_per_s": median_rate(res["train"][name]),
-                         "eval_samples_per_s": median_rate(res["eval"][name]),
-                         "first_train_call_s": c.first_train_s, "first_eval_call_s": c.first_eval_s,
-                         "train_rounds": res["train"][name], "eval_rounds": res["eval"][name]}
+            row[name] = {
+                "train_samples_per_s": median_rate(res["train"][name]),
+                "eval_samples_per_s": median_rate(res["eval"][name]),
+                "first_train_call_s": c.first_train_s,
+                "first_eval_call_s": c.first_eval_s,
+                "train_rounds": res["train"][name],
+                "eval_rounds": res["eval"][name],
+            }
         row["jax"]["compile_train_s"] = jx.compile_train_s
         row["jax"]["compile_eval_s"] = jx.compile_eval_s
         for mode in ("train", "eval"):
             row[f"ratio_{mode}_jax_over_torch"] = paired_ratio(res[mode]["jax"], res[mode]["torch"])
-            row[f"ratio_{mode}_jax_over_torch_1thread"] = paired_ratio(res[mode]["jax"], res[mode]["torch_1thread"])
-            row[f"ratio_{mode}_torch_1thread_over_torch"] = paired_ratio(res[mode]["torch_1thread"], res[mode]["torch"])
-            row[f"ratio_{mode}_jax_over_torch_range"] = ratio_range(res[mode]["jax"], res[mode]["torch"])
-        log(f"  n = {n}: train jax {row['jax']['train_samples_per_s']} / torch {row['torch']['train_samples_per_s']}"
+            row[f"ratio_{mode}_jax_over_torch_1thread"] = paired_ratio(
+                res[mode]["jax"], res[mode]["torch_1thread"]
+            )
+            row[f"ratio_{mode}_torch_1thread_over_torch"] = paired_ratio(
+                res[mode]["torch_1thread"], res[mode]["torch"]
+            )
+            row[f"ratio_{mode}_jax_over_torch_range"] = ratio_range(
+                res[mode]["jax"], res[mode]["torch"]
+            )
+        log(
+            f"  n = {n}: train jax {row['jax']['train_samples_per_s']} / torch {row['torch']['train_samples_per_s']}"
             f" / torch 1 thread {row['torch_1thread']['train_samples_per_s']} samples/s; "
-            f"ratio jax/torch {row['ratio_train_jax_over_torch']}")
+            f"ratio jax/torch {row['ratio_train_jax_over_torch']}"
+        )
         rows.append(row)
         del contenders, jx
     return rows
@@ -540,7 +682,9 @@ def jax_params_of(states):
     return jax.tree_util.tree_map(lambda a: a[0], states.params)
 
 
-def seed_scaling(seed_counts, data: Data, args, clock, log, strategies=None, deadline: float = math.inf) -> dict:
+def seed_scaling(
+    seed_counts, data: Data, args, clock, log, strategies=None, deadline: float = math.inf
+) -> dict:
     """Total train samples/s with S seeds per strategy (default: all but `auto`) against
     `sequence`, at width args.seed_width; an S not started by `deadline` (perf_counter) is
     listed as skipped."""
@@ -548,28 +692,41 @@ def seed_scaling(seed_counts, data: Data, args, clock, log, strategies=None, dea
 
     n = args.seed_width
     strategies = list(strategies or [s for s in SEED_STRATEGIES if s != "auto"])
-    single = serjax_trainer(n, "auto", args.utterances)       # what num_seeds = 1 runs
+    single = serjax_trainer(n, "auto", args.utterances)  # what num_seeds = 1 runs
     rows, skipped = [], []
     for S in seed_counts:
         if time.perf_counter() > deadline:
             skipped.append({"S": S})
             continue
         log(f"seeds S = {S} (n = {n}): building and compiling")
-        contenders = {s: JaxSeeds(s, serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
-                      for s in strategies}
+        contenders = {
+            s: JaxSeeds(s, serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
+            for s in strategies
+        }
         contenders["sequence"] = JaxSequence(single, data, S, args.batch_size, clock)
         step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
         res = alternate(contenders, "train", args.seed_rounds, args.min_time, step_s, log)
         for name, c in contenders.items():
-            rows.append({"S": S, "strategy": name,
-                         "train_samples_per_s": median_rate(res[name]),
-                         "ratio_over_sequence": paired_ratio(res[name], res["sequence"]),
-                         "compile_train_s": c.compile_train_s, "rounds": res[name]})
+            rows.append(
+                {
+                    "S": S,
+                    "strategy": name,
+                    "train_samples_per_s": median_rate(res[name]),
+                    "ratio_over_sequence": paired_ratio(res[name], res["sequence"]),
+                    "compile_train_s": c.compile_train_s,
+                    "rounds": res[name],
+                }
+            )
         del contenders
-    return {"n": n, "strategies": strategies + ["sequence"],
-            "auto_resolves_to": resolve_seed_strategy("auto"), "rows": rows,
-            "fastest_by_S": fastest_by_seeds(rows), "fastest_tolerance": FASTEST_TOLERANCE,
-            "skipped_for_deadline": skipped}
+    return {
+        "n": n,
+        "strategies": strategies + ["sequence"],
+        "auto_resolves_to": resolve_seed_strategy("auto"),
+        "rows": rows,
+        "fastest_by_S": fastest_by_seeds(rows),
+        "fastest_tolerance": FASTEST_TOLERANCE,
+        "skipped_for_deadline": skipped,
+    }
 
 
 FASTEST_TOLERANCE = 0.05
@@ -582,7 +739,9 @@ def fastest_by_seeds(rows) -> dict:
     for S in sorted({r["S"] for r in rows}):
         here = sorted((r for r in rows if r["S"] == S), key=lambda r: -r["train_samples_per_s"])
         top = here[0]["train_samples_per_s"]
-        out[str(S)] = [r["strategy"] for r in here if r["train_samples_per_s"] >= (1 - FASTEST_TOLERANCE) * top]
+        out[str(S)] = [
+            r["strategy"] for r in here if r["train_samples_per_s"] >= (1 - FASTEST_TOLERANCE) * top
+        ]
     return out
 
 
@@ -612,8 +771,11 @@ def _ablation_pieces(level: int):
 
         @nn.compact
         def __call__(self, x, train):
-            return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                                        epsilon=self.epsilon)(x))
+            return nn.relu(
+                nn.BatchNorm(
+                    use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon
+                )(x)
+            )
 
     saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2, model_lib.single_channel_conv3x3
     if level < 4:
@@ -645,15 +807,24 @@ def ablation(widths, data: Data, args, clock, log) -> list[dict]:
         for level, (variant, _) in enumerate(ABLATION):
             with _ablation_pieces(level):
                 tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
-                trainer = Trainer(build_model(cfg.model, NUM_CLASSES), tx, cfg.train.focal_gamma, args.utterances,
-                                  "auto", compiler_options() if level >= 1 else None)
+                trainer = Trainer(
+                    build_model(cfg.model, NUM_CLASSES),
+                    tx,
+                    cfg.train.focal_gamma,
+                    args.utterances,
+                    "auto",
+                    compiler_options() if level >= 1 else None,
+                )
                 contenders[variant] = JaxSeeds(variant, trainer, data, 1, args.batch_size, clock)
         step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
         res = alternate(contenders, "train", args.rounds, args.min_time, step_s, log)
         row = {"n": n}
         for name in contenders:
-            row[name] = {"train_samples_per_s": median_rate(res[name]), "rounds": res[name],
-                         "ratio_over_plain": paired_ratio(res[name], res["plain"])}
+            row[name] = {
+                "train_samples_per_s": median_rate(res[name]),
+                "rounds": res[name],
+                "ratio_over_plain": paired_ratio(res[name], res["plain"]),
+            }
         rows.append(row)
         del contenders
     return rows
@@ -661,16 +832,26 @@ def ablation(widths, data: Data, args, clock, log) -> list[dict]:
 
 # --------------------------------------------------------------------------- report
 
+
 def seed_table(rows, strategies, digits: int) -> list[str]:
     """Markdown rows: a strategy per line, an S per column, "rate (×ratio over sequence)"."""
     counts = sorted({r["S"] for r in rows})
-    lines = ["| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |", "|---|" + "---|" * len(counts)]
+    lines = [
+        "| strategy | " + " | ".join(f"S = {S}" for S in counts) + " |",
+        "|---|" + "---|" * len(counts),
+    ]
     for name in strategies:
         cells = []
         for S in counts:
             r = next((x for x in rows if x["S"] == S and x["strategy"] == name), None)
-            cells.append("" if r is None else f"{r['train_samples_per_s']:.{digits}f} (×{r['ratio_over_sequence']:.2f})")
-        lines.append(f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |")
+            cells.append(
+                ""
+                if r is None
+                else f"{r['train_samples_per_s']:.{digits}f} (×{r['ratio_over_sequence']:.2f})"
+            )
+        lines.append(
+            f"| {name if name == 'sequence' else f'`{name}`'} | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
@@ -689,8 +870,10 @@ def markdown(res: dict) -> str:
     m = res["machine"]
     v = res["versions"]
     lines = [
-        "# Training-throughput benchmark: serjax (JAX) vs a PyTorch reference; seed strategies", "",
-        f"Command: `{res['command']}`", "",
+        "# Training-throughput benchmark: serjax (JAX) vs a PyTorch reference; seed strategies",
+        "",
+        f"Command: `{res['command']}`",
+        "",
         f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
         f"- Versions: jax {v['jax']}, jaxlib {v['jaxlib']} ({v['jax_backend']}), flax {v['flax']}, "
@@ -712,19 +895,25 @@ def markdown(res: dict) -> str:
         f"({s.get('host_allocator')}); JAX compiler options "
         f"{s.get('compiler_options')} (`serjax/cpu_tuning.py`).",
         "",
-        "## JAX vs PyTorch, per width scale n", "",
+        "## JAX vs PyTorch, per width scale n",
+        "",
         "| n | widths | params (jax = torch) | JAX train | torch train (2 thr) | torch train (1 thr) "
         "| JAX/torch train | JAX/torch-1thr train | JAX eval | torch eval (2 thr) | torch eval (1 thr) "
         "| JAX/torch eval | JAX compile s (train + eval) | load (1 min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
     def rng(lo_hi):
         return f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}"
 
     for r in res["comparison"]:
         j, t, t1 = r["jax"], r["torch"], r["torch_1thread"]
-        loads = [x["load_1min"] for c in (j, t, t1) for x in c["train_rounds"] + c["eval_rounds"]
-                 if x["load_1min"] is not None]
+        loads = [
+            x["load_1min"]
+            for c in (j, t, t1)
+            for x in c["train_rounds"] + c["eval_rounds"]
+            if x["load_1min"] is not None
+        ]
         load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "?"
         lines.append(
             f"| {r['n']} | {'/'.join(map(str, r['widths']))} | {r['params_jax']:,}"
@@ -734,18 +923,32 @@ def markdown(res: dict) -> str:
             f"| {r['ratio_train_jax_over_torch_1thread']:.2f} "
             f"| {j['eval_samples_per_s']:.1f} | {t['eval_samples_per_s']:.1f} | {t1['eval_samples_per_s']:.1f} "
             f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
-            f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |")
-    lines += ["", "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
-              f"run in this process with {_allocator_words(s.get('host_allocator'))} (the next table shows each "
-              "framework with every allocator setting). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
-              "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.", ""]
+            f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |"
+        )
+    lines += [
+        "",
+        "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
+        f"run in this process with {_allocator_words(s.get('host_allocator'))} (the next table shows each "
+        "framework with every allocator setting). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
+        "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.",
+        "",
+    ]
     ch = res.get("children")
     if ch:
-        names = {"default": "glibc defaults", "hugepages": "huge pages (serjax's default)", "tuned": "mallopt tuned"}
-        lines += ["## Host allocator settings (fresh process each)", "",
-                  "| n | " + " | ".join(f"{fw} {names[m]}" for fw in ("JAX", "torch") for m in ALLOCATORS)
-                  + " | **as installed** (JAX huge pages / torch glibc) | both glibc | both huge pages | both tuned "
-                  "| each at its fastest |", "|---|" + "---|" * (2 * len(ALLOCATORS) + 5)]
+        names = {
+            "default": "glibc defaults",
+            "hugepages": "huge pages (serjax's default)",
+            "tuned": "mallopt tuned",
+        }
+        lines += [
+            "## Host allocator settings (fresh process each)",
+            "",
+            "| n | "
+            + " | ".join(f"{fw} {names[m]}" for fw in ("JAX", "torch") for m in ALLOCATORS)
+            + " | **as installed** (JAX huge pages / torch glibc) | both glibc | both huge pages | both tuned "
+            "| each at its fastest |",
+            "|---|" + "---|" * (2 * len(ALLOCATORS) + 5),
+        ]
         for r in res["comparison"]:
             n = r["n"]
             cells = []
@@ -753,80 +956,127 @@ def markdown(res: dict) -> str:
                 for m in ALLOCATORS:
                     c = ch.get(f"{fw}/{n}/{m}", {})
                     rate = c.get("train_samples_per_s")
-                    cells.append("?" if rate is None else f"{rate:.1f} ({c.get('peak_rss_mb', '?')} MB)")
+                    cells.append(
+                        "?" if rate is None else f"{rate:.1f} ({c.get('peak_rss_mb', '?')} MB)"
+                    )
 
             def ratio(key):
                 return "?" if r.get(key) is None else f"{r[key]:.2f}"
 
             best = r.get("best_allocator", {})
-            lines.append(f"| {n} | " + " | ".join(cells)
-                         + f" | **{ratio('ratio_train_jax_over_torch_as_installed')}** "
-                         f"| {ratio('ratio_train_jax_over_torch_both_default_malloc')} "
-                         f"| {ratio('ratio_train_jax_over_torch_both_hugepages')} "
-                         f"| {ratio('ratio_train_jax_over_torch_both_tuned')} "
-                         f"| {ratio('ratio_train_jax_best_over_torch_best')} "
-                         f"({best.get('jax', '?')} / {best.get('torch', '?')}) |")
-        lines += ["", "Train samples/s (highest peak RSS of the cell's children), median over the passes: each "
-                  "pass runs every cell (framework × n × allocator) once, in a fresh process, one measurement "
-                  "each, so drift on the shared cores reaches every cell of a pass alike; the ratios are JAX / "
-                  "PyTorch paired within a pass, median over the passes. \"glibc defaults\": glibc as configured out of the box, which hands "
-                  "large temporaries back to the kernel after every step and page-faults them in again, 4 KB at a "
-                  "time; \"huge pages\": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB "
-                  "transparent huge pages (what launch.py starts serjax with, `reexec_with_huge_pages`); "
-                  "\"mallopt tuned\": `serjax.cpu_tuning.tune_host_allocator()` (one arena, no mmap'd blocks, "
-                  "no trimming: freed memory is reused; SERJAX_MALLOC=tuned). Peak RSS: the child's "
-                  "high-water mark (imports, data table, model, warm-up, timed steps).", ""]
+            lines.append(
+                f"| {n} | "
+                + " | ".join(cells)
+                + f" | **{ratio('ratio_train_jax_over_torch_as_installed')}** "
+                f"| {ratio('ratio_train_jax_over_torch_both_default_malloc')} "
+                f"| {ratio('ratio_train_jax_over_torch_both_hugepages')} "
+                f"| {ratio('ratio_train_jax_over_torch_both_tuned')} "
+                f"| {ratio('ratio_train_jax_best_over_torch_best')} "
+                f"({best.get('jax', '?')} / {best.get('torch', '?')}) |"
+            )
+        lines += [
+            "",
+            "Train samples/s (highest peak RSS of the cell's children), median over the passes: each "
+            "pass runs every cell (framework × n × allocator) once, in a fresh process, one measurement "
+            "each, so drift on the shared cores reaches every cell of a pass alike; the ratios are JAX / "
+            'PyTorch paired within a pass, median over the passes. "glibc defaults": glibc as configured out of the box, which hands '
+            "large temporaries back to the kernel after every step and page-faults them in again, 4 KB at a "
+            'time; "huge pages": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB '
+            "transparent huge pages (what launch.py starts serjax with, `reexec_with_huge_pages`); "
+            '"mallopt tuned": `serjax.cpu_tuning.tune_host_allocator()` (one arena, no mmap\'d blocks, '
+            "no trimming: freed memory is reused; SERJAX_MALLOC=tuned). Peak RSS: the child's "
+            "high-water mark (imports, data table, model, warm-up, timed steps).",
+            "",
+        ]
     ab = res.get("ablation")
     if ab:
         names = [name for name, _ in ABLATION]
-        lines += [f"## The CPU fast path taken apart (this process: {_allocator_words(s.get('host_allocator'))})", "",
-                  "| n | " + " | ".join(f"`{x}`" for x in names) + " |", "|---|" + "---|" * len(names)]
+        lines += [
+            f"## The CPU fast path taken apart (this process: {_allocator_words(s.get('host_allocator'))})",
+            "",
+            "| n | " + " | ".join(f"`{x}`" for x in names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
         for r in ab:
-            lines.append(f"| {r['n']} | " + " | ".join(
-                f"{r[x]['train_samples_per_s']:.1f} (×{r[x]['ratio_over_plain']:.2f})" for x in names) + " |")
-        lines += ["", "Train samples/s (×r: paired ratio over `plain`); each column adds one change to the "
-                  "one before: " + "; ".join(f"`{name}`: {text}" for name, text in ABLATION) + ".", ""]
+            lines.append(
+                f"| {r['n']} | "
+                + " | ".join(
+                    f"{r[x]['train_samples_per_s']:.1f} (×{r[x]['ratio_over_plain']:.2f})"
+                    for x in names
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            "Train samples/s (×r: paired ratio over `plain`); each column adds one change to the "
+            "one before: " + "; ".join(f"`{name}`: {text}" for name, text in ABLATION) + ".",
+            "",
+        ]
     ss = res.get("seed_scaling")
     if ss:
         names = ss["strategies"]
         lines += [f"## Seed scaling (n = {ss['n']}): total train samples/s with S seeds", ""]
         lines += seed_table(ss["rows"], names, digits=1)
-        lines += ["", "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
-                  "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
-                  "the others are `serjax.train` strategies with S stacked seeds: "
-                  "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted function), "
-                  "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one after "
-                  f"another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.", "",
-                  f"Fastest per S (within {ss['fastest_tolerance']:.0%} of the top rate): "
-                  + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in ss["fastest_by_S"].items()), "",
-                  "| S | strategy | compile s |", "|---|---|---|"]
+        lines += [
+            "",
+            "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
+            "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
+            "the others are `serjax.train` strategies with S stacked seeds: "
+            "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted function), "
+            "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one after "
+            f"another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.",
+            "",
+            f"Fastest per S (within {ss['fastest_tolerance']:.0%} of the top rate): "
+            + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in ss["fastest_by_S"].items()),
+            "",
+            "| S | strategy | compile s |",
+            "|---|---|---|",
+        ]
         for r in ss["rows"]:
             lines.append(f"| {r['S']} | {r['strategy']} | {r['compile_train_s'] or ''} |")
         lines.append("")
-        lines.append("A blank compile time: the executable was compiled earlier in the run (sequence reuses "
-                     "the single-seed step; at S = 1 the `auto` strategy's step is the framework table's).")
+        lines.append(
+            "A blank compile time: the executable was compiled earlier in the run (sequence reuses "
+            "the single-seed step; at S = 1 the `auto` strategy's step is the framework table's)."
+        )
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- main
 
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4], help="width scales n")
-    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 4, 8],
-                        help="seed counts S for the seed table (none: skip it)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        default=[1, 2, 4, 8],
+        help="seed counts S for the seed table (none: skip it)",
+    )
     parser.add_argument("--seed-width", type=int, default=1, help="n for the seed table")
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--utterances", type=int, default=512, help="rows of the device table")
-    parser.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement (at least)")
+    parser.add_argument(
+        "--min-time", type=float, default=3.0, help="seconds per measurement (at least)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the framework comparison")
     parser.add_argument("--seed-rounds", type=int, default=2, help="rounds of the seed table")
-    parser.add_argument("--children", action=argparse.BooleanOptionalAction, default=True,
-                        help="part 1b: allocator settings and peak RSS in child processes")
-    parser.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=True,
-                        help="part 1c: the CPU fast path taken apart")
+    parser.add_argument(
+        "--children",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="part 1b: allocator settings and peak RSS in child processes",
+    )
+    parser.add_argument(
+        "--ablation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="part 1c: the CPU fast path taken apart",
+    )
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
@@ -851,16 +1101,26 @@ def main(argv=None) -> int:
 
     clock = CompileClock()
     data = Data(args.utterances)
-    result = {"command": command, "date": utc_now(),
-              "machine": {**machine_info(), "loadavg_start": load_start}, "versions": versions_info(),
-              "settings": {"input_shape": list(INPUT_SHAPE), "batch_size": args.batch_size,
-                           "utterances": args.utterances, "min_time_s": args.min_time, "rounds": args.rounds,
-                           "seed_rounds": args.seed_rounds, "torch_threads": TORCH_THREADS,
-                           "torch_interop_threads": torch.get_num_interop_threads(),
-                           "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "host_allocator": allocator}}
-    from serjax.train import resolve_seed_strategy
-
+    result = {
+        "command": command,
+        "date": utc_now(),
+        "machine": {**machine_info(), "loadavg_start": load_start},
+        "versions": versions_info(),
+        "settings": {
+            "input_shape": list(INPUT_SHAPE),
+            "batch_size": args.batch_size,
+            "utterances": args.utterances,
+            "min_time_s": args.min_time,
+            "rounds": args.rounds,
+            "seed_rounds": args.seed_rounds,
+            "torch_threads": TORCH_THREADS,
+            "torch_interop_threads": torch.get_num_interop_threads(),
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+            "host_allocator": allocator,
+        },
+    }
     from serjax.cpu_tuning import compiler_options
+    from serjax.train import resolve_seed_strategy
 
     result["auto_strategy"] = resolve_seed_strategy("auto")
     result["settings"]["compiler_options"] = compiler_options()

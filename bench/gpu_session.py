@@ -64,12 +64,13 @@ class Session:
         """Run cmd (its output into session.log), killed (SIGTERM, then SIGKILL) at timeout."""
         self.log(f"$ {' '.join(map(str, cmd))}   (timeout {timeout:.0f} s)")
         t = time.perf_counter()
-        proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=self.log_file,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            list(map(str, cmd)), cwd=ROOT, env=env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
         try:
             rc = proc.wait(timeout=max(1.0, timeout))
         except subprocess.TimeoutExpired:
-            proc.terminate()            # launch.py saves its last finished epoch on SIGTERM
+            proc.terminate()  # launch.py saves its last finished epoch on SIGTERM
             try:
                 rc = proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -86,15 +87,22 @@ def environment(s: Session) -> dict:
     try:
         info["nvidia_smi"] = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30).stdout.strip()
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as err:
         info["nvidia_smi"] = f"unavailable: {err}"
-    probe = ("import json, jax, jaxlib, flax, optax, orbax.checkpoint as o, numpy;"
-             "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,"
-             "'optax': optax.__version__, 'orbax': o.__version__, 'numpy': numpy.__version__,"
-             "'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()]}))")
+    probe = (
+        "import json, jax, jaxlib, flax, optax, orbax.checkpoint as o, numpy;"
+        "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,"
+        "'optax': optax.__version__, 'orbax': o.__version__, 'numpy': numpy.__version__,"
+        "'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()]}))"
+    )
     res = subprocess.run([PY, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    info["python"] = res.stdout.strip().splitlines()[-1] if res.returncode == 0 else res.stderr[-2000:]
+    info["python"] = (
+        res.stdout.strip().splitlines()[-1] if res.returncode == 0 else res.stderr[-2000:]
+    )
     s.log(f"environment: {info}")
     return info
 
@@ -131,11 +139,19 @@ print("smoke ok", float(stats[0, 0]))
 def full_run_overrides(cores: int, quick: bool) -> list[str]:
     """launch.py's flags for the full default experiment (2943 synthetic utterances, 5 folds
     x 150 epochs, 4 seeds); quick: tiny sizes, to test this script anywhere."""
-    flags = ["--config=configs/default.py", "--config.data.corpus=synthetic", "--config.num_seeds=4",
-             f"--config.data.load_workers={min(16, cores)}"]
+    flags = [
+        "--config=configs/default.py",
+        "--config.data.corpus=synthetic",
+        "--config.num_seeds=4",
+        f"--config.data.load_workers={min(16, cores)}",
+    ]
     if quick:
-        flags += ["--config.data.synthetic.num_utterances=200", "--config.features.duration_s=1.5",
-                  "--config.model.width_scale=1", "--config.train.epochs=2"]
+        flags += [
+            "--config.data.synthetic.num_utterances=200",
+            "--config.features.duration_s=1.5",
+            "--config.model.width_scale=1",
+            "--config.train.epochs=2",
+        ]
     return flags
 
 
@@ -148,10 +164,32 @@ def smoke(s: Session, env: dict) -> dict | None:
     if not wheels:
         return None
     site = Path("/tmp/serjax-fallback-site")
-    subprocess.run([PY, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--target", str(site), *wheels], check=False)
+    subprocess.run(
+        [
+            PY,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            *wheels,
+        ],
+        check=False,
+    )
     env = dict(env, PYTHONPATH=f"{site}:{env.get('PYTHONPATH', '')}")
-    if s.run([PY, "-c", SMOKE], 180, env=dict(env, JAX_PLATFORMS="cpu"), name="smoke (fallback wheels)")[0] == 0:
+    if (
+        s.run(
+            [PY, "-c", SMOKE],
+            180,
+            env=dict(env, JAX_PLATFORMS="cpu"),
+            name="smoke (fallback wheels)",
+        )[0]
+        == 0
+    ):
         return env
     return None
 
@@ -169,33 +207,72 @@ def corpus_stage(args) -> int:
     return 0
 
 
-def collect_run(s, out: Path, workdir: Path, cmd, started: float, took: float, rc, strategy, corpus_s,
-                cores, **extra) -> dict:
+def collect_run(
+    s,
+    out: Path,
+    workdir: Path,
+    cmd,
+    started: float,
+    took: float,
+    rc,
+    strategy,
+    corpus_s,
+    cores,
+    **extra,
+) -> dict:
     """gpu-run.json (finished or not: epochs done, fold end times, a projection; `extra`
     fields added) and run.tar.gz (the workdir's small files) in out."""
     summary_path = workdir / "summary.json"
     finished = rc in (0, None) and summary_path.exists()
-    config = json.loads((workdir / "config.json").read_text())["config"] if (workdir / "config.json").exists() else {}
-    total = config.get("train", {}).get("epochs", 0) * config.get("protocol", {}).get("num_folds", 0)
-    run = {"command": " ".join(["python"] + cmd[1:]).replace(str(workdir), "runs/gpu-default"),
-           "finished": finished, "returncode": rc, "wall_time_s": round(took, 1), "seed_strategy": strategy,
-           "corpus_s": corpus_s, "epochs_done": epochs_done(workdir), "epochs_total": total,
-           "folds": config.get("protocol", {}).get("num_folds"), "epochs": config.get("train", {}).get("epochs"),
-           "seeds": config.get("num_seeds"), "width_scale": config.get("model", {}).get("width_scale"),
-           "stopped_why": None if finished else ("still running (detached)" if rc is None else
-                                                 "time budget" if rc in (-15, 130) else f"exit code {rc}")}
+    config = (
+        json.loads((workdir / "config.json").read_text())["config"]
+        if (workdir / "config.json").exists()
+        else {}
+    )
+    total = config.get("train", {}).get("epochs", 0) * config.get("protocol", {}).get(
+        "num_folds", 0
+    )
+    run = {
+        "command": " ".join(["python"] + cmd[1:]).replace(str(workdir), "runs/gpu-default"),
+        "finished": finished,
+        "returncode": rc,
+        "wall_time_s": round(took, 1),
+        "seed_strategy": strategy,
+        "corpus_s": corpus_s,
+        "epochs_done": epochs_done(workdir),
+        "epochs_total": total,
+        "folds": config.get("protocol", {}).get("num_folds"),
+        "epochs": config.get("train", {}).get("epochs"),
+        "seeds": config.get("num_seeds"),
+        "width_scale": config.get("model", {}).get("width_scale"),
+        "stopped_why": None
+        if finished
+        else (
+            "still running (detached)"
+            if rc is None
+            else "time budget"
+            if rc in (-15, 130)
+            else f"exit code {rc}"
+        ),
+    }
     # each finished fold's results file is written when the fold ends: its age gives the
     # fold's end time since the launch, so a run stopped early still shows how long a fold takes
-    fold_ends = sorted(round(p.stat().st_mtime - started, 1) for p in (workdir / "folds").glob("*.json"))
+    fold_ends = sorted(
+        round(p.stat().st_mtime - started, 1) for p in (workdir / "folds").glob("*.json")
+    )
     run["fold_end_s"] = fold_ends
     if fold_ends and not finished and run["folds"]:
-        per_fold = (fold_ends[-1] - fold_ends[0]) / (len(fold_ends) - 1) if len(fold_ends) > 1 else None
+        per_fold = (
+            (fold_ends[-1] - fold_ends[0]) / (len(fold_ends) - 1) if len(fold_ends) > 1 else None
+        )
         first = fold_ends[0]
         run["projection"] = {
-            "first_fold_end_s": first, "later_fold_s": per_fold,
+            "first_fold_end_s": first,
+            "later_fold_s": per_fold,
             "projected_wall_time_s": round(first + (run["folds"] - 1) * (per_fold or first), 1),
             "how": "first fold's end (imports, corpus listing, cached features, compilation, fold 1) + "
-                   "(folds - 1) × the time between fold ends (the first fold's time when only one ended)"}
+            "(folds - 1) × the time between fold ends (the first fold's time when only one ended)",
+        }
     if finished:
         summary = json.loads(summary_path.read_text())
         run["summary"] = {m: summary[m] for m in ("ua", "wa", "acc", "f1")}
@@ -210,9 +287,15 @@ def collect_run(s, out: Path, workdir: Path, cmd, started: float, took: float, r
         versions = json.loads(info.get("python", ""))
     except ValueError:
         versions = {}
-    run.update({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions,
-                "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
-                "machine": {"cpu": "host", "cores": cores}}, **extra)
+    run.update(
+        {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": versions,
+            "device": {"backend": versions.get("backend"), "device": info.get("nvidia_smi") or "?"},
+            "machine": {"cpu": "host", "cores": cores},
+        },
+        **extra,
+    )
     (out / "gpu-run.json").write_text(json.dumps(run, indent=2) + "\n")
     s.log(f"full run: {run}")
     return run
@@ -227,15 +310,33 @@ def detached_run(s, cmd, env, workdir: Path, started: float, strategy, corpus_s,
     wait for it until the budget's reserve; (None, seconds so far) if it is still running."""
     s.log(f"$ {' '.join(map(str, cmd))}   (detached; log {RUN_LOG})")
     with open(RUN_LOG, "w") as log:
-        proc = subprocess.Popen(list(map(str, cmd)), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    STATE.write_text(json.dumps({"pid": proc.pid, "started": started, "cmd": list(map(str, cmd)),
-                                 "workdir": str(workdir), "strategy": strategy, "corpus_s": corpus_s,
-                                 "env": json.loads((s.out / "env.json").read_text())}))
+        proc = subprocess.Popen(
+            list(map(str, cmd)),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    STATE.write_text(
+        json.dumps(
+            {
+                "pid": proc.pid,
+                "started": started,
+                "cmd": list(map(str, cmd)),
+                "workdir": str(workdir),
+                "strategy": strategy,
+                "corpus_s": corpus_s,
+                "env": json.loads((s.out / "env.json").read_text()),
+            }
+        )
+    )
     while proc.poll() is None and s.left() > reserve:
         time.sleep(1)
     rc = proc.poll()
-    s.log(f"full default run: {'still running' if rc is None else f'rc {rc}'} after {time.time() - started:.1f} s")
+    s.log(
+        f"full default run: {'still running' if rc is None else f'rc {rc}'} after {time.time() - started:.1f} s"
+    )
     shutil.copy(RUN_LOG, s.out / "run.log")
     return rc, time.time() - started
 
@@ -253,7 +354,9 @@ def collect(s, out: Path, cores: int) -> int:
     results as a run in one command would. Its wall time runs from its start to the last file
     it wrote (it may have ended between the two commands)."""
     if not STATE.exists():
-        s.log(f"no detached run on this machine ({STATE} missing): was it given back between the commands?")
+        s.log(
+            f"no detached run on this machine ({STATE} missing): was it given back between the commands?"
+        )
         return 1
     state = json.loads(STATE.read_text())
     workdir = Path(state["workdir"])
@@ -266,8 +369,19 @@ def collect(s, out: Path, cores: int) -> int:
     rc = None if running else (0 if (workdir / "summary.json").exists() else -1)
     shutil.copy(RUN_LOG, out / "run.log")
     (out / "env.json").write_text(json.dumps(state["env"], indent=2) + "\n")  # out starts empty
-    collect_run(s, out, workdir, state["cmd"], state["started"], took, rc, state["strategy"], state["corpus_s"],
-                cores, wall_time_how="detached run: from its start to the last file it wrote")
+    collect_run(
+        s,
+        out,
+        workdir,
+        state["cmd"],
+        state["started"],
+        took,
+        rc,
+        state["strategy"],
+        state["corpus_s"],
+        cores,
+        wall_time_how="detached run: from its start to the last file it wrote",
+    )
     s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, name="report")
     return 0
 
@@ -276,24 +390,41 @@ def epochs_done(workdir: Path) -> int:
     path = workdir / "metrics.jsonl"
     if not path.exists():
         return 0
-    return len({(r["fold"], r["epoch"]) for r in map(json.loads, path.read_text().splitlines()) if r})
+    return len(
+        {(r["fold"], r["epoch"]) for r in map(json.loads, path.read_text().splitlines()) if r}
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--budget-s", type=float, default=560)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: test this script anywhere")
-    parser.add_argument("--probe", choices=["seeds", "precision", "none"], default="seeds",
-                        help="GPU work beside the corpus generation: the S = 4 seed probe (its fastest "
-                             "strategy trains the run), or train throughput at float32 precision "
-                             "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`)")
-    parser.add_argument("--benches", action=argparse.BooleanOptionalAction, default=True,
-                        help="step 4 (frameworks and the seed table) with the time left")
-    parser.add_argument("--detach", action="store_true",
-                        help="start the full run in its own session, so it goes on after this command "
-                             "ends (while the machine is held); then call again at once with --collect")
-    parser.add_argument("--collect", action="store_true", help="wait for the detached run and write its results")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: test this script anywhere"
+    )
+    parser.add_argument(
+        "--probe",
+        choices=["seeds", "precision", "none"],
+        default="seeds",
+        help="GPU work beside the corpus generation: the S = 4 seed probe (its fastest "
+        "strategy trains the run), or train throughput at float32 precision "
+        "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`)",
+    )
+    parser.add_argument(
+        "--benches",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="step 4 (frameworks and the seed table) with the time left",
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the full run in its own session, so it goes on after this command "
+        "ends (while the machine is held); then call again at once with --collect",
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="wait for the detached run and write its results"
+    )
     parser.add_argument("--stage", choices=["corpus"], help=argparse.SUPPRESS)
     parser.add_argument("--num-utterances", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -316,9 +447,23 @@ def main(argv=None) -> int:
     # the smoke test and the GPU probe
     t_corpus = time.perf_counter()
     gen = subprocess.Popen(
-        [PY, "bench/gpu_session.py", "--out", str(out), "--stage", "corpus", "--workers", str(max(1, cores - 4)),
-         "--num-utterances", "200" if q else "0"], cwd=ROOT, env=dict(env, JAX_PLATFORMS="cpu"),
-        stdout=s.log_file, stderr=subprocess.STDOUT)
+        [
+            PY,
+            "bench/gpu_session.py",
+            "--out",
+            str(out),
+            "--stage",
+            "corpus",
+            "--workers",
+            str(max(1, cores - 4)),
+            "--num-utterances",
+            "200" if q else "0",
+        ],
+        cwd=ROOT,
+        env=dict(env, JAX_PLATFORMS="cpu"),
+        stdout=s.log_file,
+        stderr=subprocess.STDOUT,
+    )
     env = smoke(s, env)
     if env is None:
         s.log("smoke test failed with the machine's packages and the fallback: stopping")
@@ -326,28 +471,69 @@ def main(argv=None) -> int:
         return 1
     run_overrides = full_run_overrides(cores, q)
     bench = [PY, "bench/bench_gpu.py", "--out", str(out)]
-    small = ["--utterances", "64", "--min-time", "0.3", "--seed-width", "1", "--widths", "1"] if q else []
+    small = (
+        ["--utterances", "64", "--min-time", "0.3", "--seed-width", "1", "--widths", "1"]
+        if q
+        else []
+    )
 
     corpus_env = dict(env, JAX_PLATFORMS="cpu")
     probe_rc = 1
     if args.probe == "seeds":
-        probe_rc, _ = s.run(bench + ["--part", "seeds", "--seeds", "4", "--strategies", "vmap", "unroll",
-                                     "--deadline-s", "60"] + small, min(150, s.left() / 3), env=env,
-                            name="seed probe")
+        probe_rc, _ = s.run(
+            bench
+            + [
+                "--part",
+                "seeds",
+                "--seeds",
+                "4",
+                "--strategies",
+                "vmap",
+                "unroll",
+                "--deadline-s",
+                "60",
+            ]
+            + small,
+            min(150, s.left() / 3),
+            env=env,
+            name="seed probe",
+        )
     elif args.probe == "precision":
-        s.run(bench + ["--part", "seeds", "--seeds", "1", "--strategies", "unroll", "--name", "precision-highest",
-                       "--deadline-s", "60"] + small, min(120, s.left() / 3),
-              env=dict(env, JAX_DEFAULT_MATMUL_PRECISION="highest"), name="float32-precision probe")
+        s.run(
+            bench
+            + [
+                "--part",
+                "seeds",
+                "--seeds",
+                "1",
+                "--strategies",
+                "unroll",
+                "--name",
+                "precision-highest",
+                "--deadline-s",
+                "60",
+            ]
+            + small,
+            min(120, s.left() / 3),
+            env=dict(env, JAX_DEFAULT_MATMUL_PRECISION="highest"),
+            name="float32-precision probe",
+        )
     gen.wait()
     if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
         (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
-    s.run([PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
-          max(60, s.left() / 3), env=corpus_env, name="feature cache")
+    s.run(
+        [PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
+        max(60, s.left() / 3),
+        env=corpus_env,
+        name="feature cache",
+    )
     corpus_s = round(time.perf_counter() - t_corpus, 1)
     strategy = "auto"
     if probe_rc == 0 and (out / "gpu-seeds-probe.json").exists():
         rows = json.loads((out / "gpu-seeds-probe.json").read_text())["result"]["rows"]
-        rate = {r["strategy"]: r["train_samples_per_s"] for r in rows if r["strategy"] != "sequence"}
+        rate = {
+            r["strategy"]: r["train_samples_per_s"] for r in rows if r["strategy"] != "sequence"
+        }
         strategy = max(rate, key=rate.get) if rate else "auto"
         s.log(f"seed probe at S = 4: {rate} -> seed_strategy {strategy}")
 
@@ -366,12 +552,38 @@ def main(argv=None) -> int:
 
     # 4. the rest of the benchmarks, as time allows (each stops starting cells at its deadline)
     if args.benches and s.left() > 45:
-        s.run(bench + ["--part", "frameworks", "--deadline-s", str(round(max(1, s.left() / 2 - 30)))] + small,
-              s.left() / 2 + 30, env=env, name="frameworks")
+        s.run(
+            bench
+            + ["--part", "frameworks", "--deadline-s", str(round(max(1, s.left() / 2 - 30)))]
+            + small,
+            s.left() / 2 + 30,
+            env=env,
+            name="frameworks",
+        )
     if args.benches and s.left() > 45:
-        s.run(bench + ["--part", "seeds", "--seeds", "1", "2", "8", "--deadline-s", str(round(max(1, s.left() - 50)))]
-              + small, s.left() - 5, env=env, name="seed table")
-    s.run([PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)], 30, env=env, name="report")
+        s.run(
+            bench
+            + [
+                "--part",
+                "seeds",
+                "--seeds",
+                "1",
+                "2",
+                "8",
+                "--deadline-s",
+                str(round(max(1, s.left() - 50))),
+            ]
+            + small,
+            s.left() - 5,
+            env=env,
+            name="seed table",
+        )
+    s.run(
+        [PY, "bench/bench_gpu.py", "--part", "report", "--out", str(out)],
+        30,
+        env=env,
+        name="report",
+    )
     s.log(f"done, {s.left():.0f} s of the budget left")
     return 0
 

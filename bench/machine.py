@@ -22,8 +22,12 @@ def machine_info() -> dict:
     except OSError:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": usable, "platform": platform.platform(),
-            "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": usable,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def loadavg() -> list[float] | None:
@@ -41,7 +45,9 @@ def utc_now() -> str:
 def command_line(script: str, argv=None) -> str:
     """How a benchmark was started, as a shell command: `python bench/<script>` and its
     arguments (argv, or this process's when argv is None)."""
-    return f"python bench/{script}" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
+    return f"python bench/{script}" + "".join(
+        f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv)
+    )
 
 
 def write_outputs(out_dir, stem: str, result: dict, markdown: str) -> tuple[Path, Path]:

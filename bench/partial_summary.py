@@ -30,8 +30,12 @@ def main(argv=None) -> int:
     summary.pop("eca_weights_model", None)
     summary["folds_finished"] = [r["fold"] for r in results]
     out.write_text(json.dumps(summary, indent=2) + "\n")
-    print({m: (round(100 * summary[m]["mean"], 2), round(100 * summary[m]["std"], 2))
-           for m in ("ua", "wa", "acc", "f1")})
+    print(
+        {
+            m: (round(100 * summary[m]["mean"], 2), round(100 * summary[m]["std"], 2))
+            for m in ("ua", "wa", "acc", "f1")
+        }
+    )
     return 0
 
 

@@ -39,7 +39,9 @@ from machine import command_line, machine_info, utc_now, write_outputs  # bench/
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+?\[[^\]]*\]|\([^)]*\)|\S+\[\])\S*\s+([\w\-]+)\(")
+_INSTRUCTION = re.compile(
+    r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+?\[[^\]]*\]|\([^)]*\)|\S+\[\])\S*\s+([\w\-]+)\("
+)
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _BLOCK = re.compile(r"/((?:block|eca|dense)\d+)/")
 OTHER = "loss, optimizer, other"
@@ -60,8 +62,12 @@ def hlo_index(text: str) -> dict:
             index[name] = {"shape": shape, "opcode": opcode, "block": UNNAMED, "pass": "–"}
             continue
         block = _BLOCK.search(op.group(1))
-        index[name] = {"shape": shape, "opcode": opcode, "block": block.group(1) if block else OTHER,
-                       "pass": "backward" if "transpose(" in op.group(1) else "forward"}
+        index[name] = {
+            "shape": shape,
+            "opcode": opcode,
+            "block": block.group(1) if block else OTHER,
+            "pass": "backward" if "transpose(" in op.group(1) else "forward",
+        }
     return index
 
 
@@ -78,8 +84,11 @@ def events_of(xspace_path: str, names: dict) -> tuple[list, dict]:
     found, busy = [], {}
     for plane in ProfileData.from_file(xspace_path).planes:
         for line in plane.lines:
-            spans = sorted((e.start_ns, e.start_ns + e.duration_ns, e.name) for e in line.events
-                           if e.name in names)
+            spans = sorted(
+                (e.start_ns, e.start_ns + e.duration_ns, e.name)
+                for e in line.events
+                if e.name in names
+            )
             if not spans:
                 continue
             key = f"{plane.name}/{line.name}"
@@ -93,7 +102,9 @@ def events_of(xspace_path: str, names: dict) -> tuple[list, dict]:
     return found, busy
 
 
-def summarise(found: list, busy: dict, index: dict, steps: int, wall_ms: float, threads: int, top: int) -> dict:
+def summarise(
+    found: list, busy: dict, index: dict, steps: int, wall_ms: float, threads: int, top: int
+) -> dict:
     """Per-step milliseconds of thread time by block and pass, by op kind, and the top
     instructions; the share of threads × wall time the events cover."""
     per = lambda ns: round(ns / steps / 1e6, 2)  # noqa: E731
@@ -107,24 +118,40 @@ def summarise(found: list, busy: dict, index: dict, steps: int, wall_ms: float, 
     covered = sum(busy.values())
     blocks = sorted({b for b, _ in by_block}, key=lambda b: (b in (OTHER, UNNAMED), b))
     return {
-        "wall_ms_per_step": round(wall_ms, 2), "threads": threads,
+        "wall_ms_per_step": round(wall_ms, 2),
+        "threads": threads,
         "event_ms_per_step": per(covered),
-        "not_in_any_event_ms_per_step": round(max(0.0, threads * wall_ms - covered / steps / 1e6), 2),
+        "not_in_any_event_ms_per_step": round(
+            max(0.0, threads * wall_ms - covered / steps / 1e6), 2
+        ),
         "lines": {k: per(v) for k, v in sorted(busy.items())},
-        "by_block": [{"block": b, "forward_ms": per(by_block[(b, "forward")]),
-                      "backward_ms": per(by_block[(b, "backward")]), "unknown_ms": per(by_block[(b, "–")])}
-                     for b in blocks],
+        "by_block": [
+            {
+                "block": b,
+                "forward_ms": per(by_block[(b, "forward")]),
+                "backward_ms": per(by_block[(b, "backward")]),
+                "unknown_ms": per(by_block[(b, "–")]),
+            }
+            for b in blocks
+        ],
         "by_kind": [{"kind": k, "ms": per(v)} for k, v in by_kind.most_common()],
-        "top": [{"name": k, "ms": per(v), "calls_per_step": round(count[k] / steps, 2),
-                 "shape": index[k]["shape"], "block": index[k]["block"], "pass": index[k]["pass"]}
-                for k, v in by_name.most_common(top)],
+        "top": [
+            {
+                "name": k,
+                "ms": per(v),
+                "calls_per_step": round(count[k] / steps, 2),
+                "shape": index[k]["shape"],
+                "block": index[k]["block"],
+                "pass": index[k]["pass"],
+            }
+            for k, v in by_name.most_common(top)
+        ],
     }
 
 
 def profile_width(n: int, args, log) -> dict:
-    import jax
-
     import bench_train as bt
+    import jax
 
     data = bt.Data(args.utterances)
     trainer = bt.serjax_trainer(n, "auto", args.utterances)
@@ -136,8 +163,9 @@ def profile_width(n: int, args, log) -> dict:
     log(f"n = {n}: {wall_ms:.1f} ms per step ({args.batch_size * 1e3 / wall_ms:.1f} samples/s)")
     # the executable the steps above ran (jax's compilation cache: nothing compiles again)
     rows = jax.numpy.asarray(next(run.batches))
-    compiled = trainer.train_step.lower(run.states, rows, data.table, data.labels, data.weights, data.mean,
-                                        data.std, run.lr).compile()
+    compiled = trainer.train_step.lower(
+        run.states, rows, data.table, data.labels, data.weights, data.mean, data.std, run.lr
+    ).compile()
     index = hlo_index(compiled.as_text())
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -152,31 +180,52 @@ def profile_width(n: int, args, log) -> dict:
 
 
 def markdown(res: dict) -> str:
-    lines = ["# Where serjax's train step spends its time (XLA profile)", "",
-             f"Command: `{res['command']}`", "",
-             f"- Date: {res['date']}; machine: {res['machine']['cpu']}, {res['machine']['cores']} cores",
-             f"- Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}",
-             f"- One seed, batch {res['batch_size']}, input {res['input'][0]} × {res['input'][1]}, "
-             f"{res['steps']} profiled steps after {res['warmup']} warm-up steps", ""]
+    lines = [
+        "# Where serjax's train step spends its time (XLA profile)",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        f"- Date: {res['date']}; machine: {res['machine']['cpu']}, {res['machine']['cores']} cores",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in res['versions'].items())}",
+        f"- One seed, batch {res['batch_size']}, input {res['input'][0]} × {res['input'][1]}, "
+        f"{res['steps']} profiled steps after {res['warmup']} warm-up steps",
+        "",
+    ]
     for r in res["profiles"]:
-        lines += [f"## n = {r['n']} ({r['backend']}, {r['device']})", "",
-                  f"{r['wall_ms_per_step']} ms per step × {r['threads']} compute thread(s): "
-                  f"{r['event_ms_per_step']} thread-ms in events, {r['not_in_any_event_ms_per_step']} thread-ms "
-                  "in none (on the CPU mostly the convolutions, which run as Eigen tasks the profiler "
-                  "does not see).", "",
-                  "| block | forward ms | backward ms | pass unknown ms |", "|---|---|---|---|"]
-        lines += [f"| {b['block']} | {b['forward_ms']} | {b['backward_ms']} | {b['unknown_ms']} |"
-                  for b in r["by_block"]]
+        lines += [
+            f"## n = {r['n']} ({r['backend']}, {r['device']})",
+            "",
+            f"{r['wall_ms_per_step']} ms per step × {r['threads']} compute thread(s): "
+            f"{r['event_ms_per_step']} thread-ms in events, {r['not_in_any_event_ms_per_step']} thread-ms "
+            "in none (on the CPU mostly the convolutions, which run as Eigen tasks the profiler "
+            "does not see).",
+            "",
+            "| block | forward ms | backward ms | pass unknown ms |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {b['block']} | {b['forward_ms']} | {b['backward_ms']} | {b['unknown_ms']} |"
+            for b in r["by_block"]
+        ]
         lines += ["", "| op kind | ms |", "|---|---|"]
         lines += [f"| {k['kind']} | {k['ms']} |" for k in r["by_kind"][:15]]
-        lines += ["", "| instruction | ms | calls | shape | block | pass |", "|---|---|---|---|---|---|"]
-        lines += [f"| {t['name']} | {t['ms']} | {t['calls_per_step']} | `{t['shape']}` | {t['block']} | {t['pass']} |"
-                  for t in r["top"]]
+        lines += [
+            "",
+            "| instruction | ms | calls | shape | block | pass |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['name']} | {t['ms']} | {t['calls_per_step']} | `{t['shape']}` | {t['block']} | {t['pass']} |"
+            for t in r["top"]
+        ]
         lines.append("")
-    lines += ["Thread-ms per step (events on several threads add up, so a row can exceed the wall time). "
-              "A fusion counts for the block and pass of its root instruction: XLA recomputes cheap "
-              "forward work inside the fusions that read it, so some forward work shows as backward.",
-              "Timings come from one profiled run on a shared machine: read differences under ~10 % as noise.", ""]
+    lines += [
+        "Thread-ms per step (events on several threads add up, so a row can exceed the wall time). "
+        "A fusion counts for the block and pass of its root instruction: XLA recomputes cheap "
+        "forward work inside the fusions that read it, so some forward work shows as backward.",
+        "Timings come from one profiled run on a shared machine: read differences under ~10 % as noise.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -204,10 +253,17 @@ def main(argv=None) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True)
 
     command = command_line("profile_step.py", argv)
-    res = {"command": command, "date": utc_now(),
-           "machine": machine_info(), "versions": bt.versions_info(), "batch_size": args.batch_size,
-           "input": list(args.input), "steps": args.steps, "warmup": args.warmup,
-           "profiles": [profile_width(n, args, log) for n in args.widths]}
+    res = {
+        "command": command,
+        "date": utc_now(),
+        "machine": machine_info(),
+        "versions": bt.versions_info(),
+        "batch_size": args.batch_size,
+        "input": list(args.input),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "profiles": [profile_width(n, args, log) for n in args.widths],
+    }
     paths = write_outputs(args.out, "profile", res, markdown(res))
     log("wrote " + " and ".join(map(str, paths)))
     return 0

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -38,8 +38,8 @@ class ECA(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
-    def forward(self, x):                        # x: [B, C, H, W]
-        pooled = x.mean(dim=(2, 3))              # [B, C]
+    def forward(self, x):  # x: [B, C, H, W]
+        pooled = x.mean(dim=(2, 3))  # [B, C]
         weights = torch.sigmoid(self.conv(pooled[:, None, :])[:, 0, :])
         return x * weights[:, :, None, None]
 
@@ -55,8 +55,13 @@ class ConvBlock(nn.Module):
 
 
 class TorchSERCNN(nn.Module):
-    def __init__(self, num_classes: int = 4, widths: Sequence[int] = BASE_WIDTHS,
-                 eca_layers: Sequence[int] = (5, 6), eca_kernels: Sequence[int] = (7, 7)):
+    def __init__(
+        self,
+        num_classes: int = 4,
+        widths: Sequence[int] = BASE_WIDTHS,
+        eca_layers: Sequence[int] = (5, 6),
+        eca_kernels: Sequence[int] = (7, 7),
+    ):
         super().__init__()
         self.widths = tuple(widths)
         cins = (1,) + self.widths[:-1]
@@ -66,14 +71,14 @@ class TorchSERCNN(nn.Module):
         self.eca = nn.ModuleDict({str(b): ECA(k) for b, k in kernels.items()})
         self.dense1 = nn.Linear(self.widths[-1], self.widths[-1])
         self.dense2 = nn.Linear(self.widths[-1], num_classes)
-        for m in self.modules():                 # He normal, fan-in, untruncated (as serjax)
+        for m in self.modules():  # He normal, fan-in, untruncated (as serjax)
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Conv1d):
                 nn.init.normal_(m.weight, std=float(np.sqrt(2.0 / m.weight.shape[-1])))
 
-    def forward(self, x):                        # x: [B, mels, frames]
+    def forward(self, x):  # x: [B, mels, frames]
         x = x[:, None].contiguous(memory_format=torch.channels_last)
         last = len(self.blocks)
         for b, block in enumerate(self.blocks, start=1):
@@ -98,7 +103,9 @@ def param_count(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def build(width_scale: int, num_classes: int = 4, lr: float = 1e-3, seed: int = 0, device: str = "cpu"):
+def build(
+    width_scale: int, num_classes: int = 4, lr: float = 1e-3, seed: int = 0, device: str = "cpu"
+):
     """(model in channels_last on `device`, Adam) for widths n × (8, 16, 32, 32, 64, 64)."""
     torch.manual_seed(seed)
     model = TorchSERCNN(num_classes, tuple(width_scale * b for b in BASE_WIDTHS))
@@ -173,20 +180,25 @@ def serjax_param_count(width_scale: int, num_classes: int = 4, input_shape=(64, 
     cfg = base_config()
     cfg.model.width_scale = width_scale
     model = build_model(cfg.model, num_classes)
-    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                                  jnp.zeros((1, *input_shape), jnp.float32)))
+    variables = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape), jnp.float32))
+    )
     return count_params(variables["params"])
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="parameter counts of the torch reference and serjax")
+    parser = argparse.ArgumentParser(
+        description="parameter counts of the torch reference and serjax"
+    )
     parser.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args(argv)
     ok = True
     for n in args.widths:
         ours, theirs = param_count(build(n)[0]), serjax_param_count(n)
         ok &= ours == theirs
-        print(f"n = {n}: torch {ours:,} parameters, serjax {theirs:,} -> {'equal' if ours == theirs else 'DIFFERENT'}")
+        print(
+            f"n = {n}: torch {ours:,} parameters, serjax {theirs:,} -> {'equal' if ours == theirs else 'DIFFERENT'}"
+        )
     return 0 if ok else 1
 
 

@@ -25,4 +25,6 @@ from serjax.corpora.emodb import EMOTIONS, SPEAKERS
 
 
 def get_config(arg: str = ""):
-    return corpus_config("emodb", tuple(EMOTIONS.values()), arg, "leave_one_speaker_out", len(SPEAKERS))
+    return corpus_config(
+        "emodb", tuple(EMOTIONS.values()), arg, "leave_one_speaker_out", len(SPEAKERS)
+    )

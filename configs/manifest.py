@@ -39,8 +39,10 @@ def label_set(arg: str) -> dict[str, str]:
         label, _, target = (part.strip() for part in item.partition("="))
         target = target or label
         if not label or label in label_map:
-            raise ValueError(f"configs/manifest.py: bad label set {arg!r} (empty or repeated label "
-                             f"in {item!r}); write label or label=class, comma-separated")
+            raise ValueError(
+                f"configs/manifest.py: bad label set {arg!r} (empty or repeated label "
+                f"in {item!r}); write label or label=class, comma-separated"
+            )
         label_map[label] = target
     return label_map
 

@@ -24,7 +24,7 @@ def fix_length(signal: np.ndarray, num_samples: int) -> np.ndarray:
         left = total // 2
         return np.pad(signal, (left, total - left))
     start = (length - num_samples) // 2
-    return signal[start:start + num_samples]
+    return signal[start : start + num_samples]
 
 
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
@@ -40,11 +40,13 @@ def _wav_truncation(path: str) -> str | None:
         return None
     pos = 12
     while pos + 8 <= len(head):
-        chunk, length = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+        chunk, length = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
         if chunk == b"data":
             have = size - (pos + 8)
-            if length != 0xFFFFFFFF and length > have:   # 0xFFFFFFFF: length unknown (streamed)
-                return f"truncated: its header declares {length} bytes of audio, the file holds {have}"
+            if length != 0xFFFFFFFF and length > have:  # 0xFFFFFFFF: length unknown (streamed)
+                return (
+                    f"truncated: its header declares {length} bytes of audio, the file holds {have}"
+                )
             return None
         pos += 8 + length + (length & 1)
     return None
@@ -108,7 +110,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return np.ascontiguousarray(signal, dtype=np.float32)
 
 
-def load_fixed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
-               duration_s: float = 6.0) -> np.ndarray:
+def load_fixed(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, duration_s: float = 6.0
+) -> np.ndarray:
     """Read, downmix, resample and centre pad/crop to `duration_s` seconds."""
     return fix_length(read_audio(path, sample_rate), int(round(duration_s * sample_rate)))

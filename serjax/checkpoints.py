@@ -10,8 +10,12 @@ from serjax.errors import SerjaxError
 
 
 def _state_tree(states) -> dict:
-    return {"params": states.params, "batch_stats": states.batch_stats,
-            "opt_state": states.opt_state, "step": states.step}
+    return {
+        "params": states.params,
+        "batch_stats": states.batch_stats,
+        "opt_state": states.opt_state,
+        "step": states.step,
+    }
 
 
 class FoldCheckpoints:
@@ -20,7 +24,9 @@ class FoldCheckpoints:
     def __init__(self, directory: Path, max_to_keep: int = 2):
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
 
     def latest_epoch(self) -> int | None:
         return self.manager.latest_step()
@@ -35,12 +41,18 @@ class FoldCheckpoints:
         try:
             tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(template))
         except Exception as err:  # orbax raises many types for damaged files
-            raise SerjaxError(f"checkpoint {self.directory / str(epoch)} cannot be restored "
-                              f"({type(err).__name__}: {err}); delete that folder to retrain from "
-                              "the previous checkpoint") from None
+            raise SerjaxError(
+                f"checkpoint {self.directory / str(epoch)} cannot be restored "
+                f"({type(err).__name__}: {err}); delete that folder to retrain from "
+                "the previous checkpoint"
+            ) from None
         s = tree["state"]
-        states = template_states.replace(params=s["params"], batch_stats=s["batch_stats"],
-                                         opt_state=s["opt_state"], step=s["step"])
+        states = template_states.replace(
+            params=s["params"],
+            batch_stats=s["batch_stats"],
+            opt_state=s["opt_state"],
+            step=s["step"],
+        )
         return states, tree["extras"]
 
     def close(self) -> None:

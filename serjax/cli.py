@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from serjax.errors import SerjaxError
 from serjax.fileio import write_json
 
@@ -25,7 +24,9 @@ def extract_features(config, workdir: Path) -> None:
 
     prep = experiment.prepare(config, workdir)
     for v in prep.versions:
-        print(f"features v{v}: {' x '.join(map(str, prep.arrays[v].shape))} ({prep.arrays[v].dtype})")
+        print(
+            f"features v{v}: {' x '.join(map(str, prep.arrays[v].shape))} ({prep.arrays[v].dtype})"
+        )
 
 
 def describe(config, workdir: Path) -> None:
@@ -42,12 +43,24 @@ def describe(config, workdir: Path) -> None:
     frames = features.num_frames(settings, [*train_versions, test_version])
     x = jnp.zeros((1, settings.n_mels, frames), jnp.float32)
     # wide and plain: shapes stay whole in a narrow terminal and in a file (no colour codes)
-    print(model.tabulate(jax.random.PRNGKey(0), x, compute_flops=False, depth=2,
-                         console_kwargs={"width": 160, "force_terminal": False, "no_color": True}))
+    print(
+        model.tabulate(
+            jax.random.PRNGKey(0),
+            x,
+            compute_flops=False,
+            depth=2,
+            console_kwargs={"width": 160, "force_terminal": False, "no_color": True},
+        )
+    )
     variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
     n = count_params(variables["params"])
-    info = {"params": n, "widths": list(model.widths), "eca_layers": list(model.eca_layers),
-            "eca_kernels": list(model.eca_kernels), "input": list(x.shape[1:])}
+    info = {
+        "params": n,
+        "widths": list(model.widths),
+        "eca_layers": list(model.eca_layers),
+        "eca_kernels": list(model.eca_kernels),
+        "input": list(x.shape[1:]),
+    }
     print(f"trainable parameters: {n}")
     print(f"wrote {write_json(workdir / 'model.json', info)}")
 
@@ -65,10 +78,12 @@ def train(config, workdir: Path) -> None:
         return
 
     summary = experiment.run(config, workdir)
-    print(f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
-          f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
-          f"ACC {pct(summary['acc']['mean'])}, macro-F1 {pct(summary['f1']['mean'])} "
-          f"({summary['selection']}; {summary['wall_time_s']:.0f} s)")
+    print(
+        f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
+        f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
+        f"ACC {pct(summary['acc']['mean'])}, macro-F1 {pct(summary['f1']['mean'])} "
+        f"({summary['selection']}; {summary['wall_time_s']:.0f} s)"
+    )
     print(f"wrote {workdir / 'summary.json'} and {workdir / 'report.md'}")
 
 
@@ -77,33 +92,40 @@ def require_trained_models(workdir: Path) -> None:
     a committed results folder (summary and report only) says how to get them."""
     missing = [name for name in ("folds.json", "checkpoints") if not (workdir / name).exists()]
     if (workdir / "summary.json").exists() and missing:
-        raise SerjaxError(f"{workdir} holds a finished run's results but not its trained models "
-                          f"(no {' or '.join(missing)}: checkpoints and fold files are not kept in git); "
-                          f"run the same --config with --workdir {workdir} in train mode first "
-                          "(for results/quickstart: python launch.py)")
+        raise SerjaxError(
+            f"{workdir} holds a finished run's results but not its trained models "
+            f"(no {' or '.join(missing)}: checkpoints and fold files are not kept in git); "
+            f"run the same --config with --workdir {workdir} in train mode first "
+            "(for results/quickstart: python launch.py)"
+        )
 
 
 def evaluate(config, workdir: Path) -> None:
     """Restore every fold's final checkpoint, re-evaluate its test fold, write eval.json."""
     from serjax import experiment
+
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
     prep = experiment.prepare(config, workdir, progress=False)
     results = []
     for k, name in enumerate(prep.fold_names):
-        states = experiment.restore_final_states(prep.trainer, config, workdir, name, k, prep.seeds,
-                                                 prep.table.shape[1:])
+        states = experiment.restore_final_states(
+            prep.trainer, config, workdir, name, k, prep.seeds, prep.table.shape[1:]
+        )
         results.append(experiment.evaluate_fold(prep, k, states))
     evaluation = experiment.summarize_results(results, config)
     evaluation["selection"] = "last epoch, restored from the checkpoints"
     saved = json.loads(summary_path.read_text())
     evaluation["matches_summary"] = all(
-        abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in experiment.METRICS)
+        abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in experiment.METRICS
+    )
     write_json(workdir / "eval.json", evaluation)
-    print(f"restored {len(results)} folds: UA {100 * evaluation['ua']['mean']:.2f}, "
-          f"WA {100 * evaluation['wa']['mean']:.2f}; "
-          f"{'equal to' if evaluation['matches_summary'] else 'DIFFERENT FROM'} summary.json")
+    print(
+        f"restored {len(results)} folds: UA {100 * evaluation['ua']['mean']:.2f}, "
+        f"WA {100 * evaluation['wa']['mean']:.2f}; "
+        f"{'equal to' if evaluation['matches_summary'] else 'DIFFERENT FROM'} summary.json"
+    )
     print(f"wrote {workdir / 'eval.json'}")
 
 
@@ -117,8 +139,14 @@ def report(config, workdir: Path) -> None:
 def predict(config, workdir: Path, options: dict) -> None:
     from serjax.predict import predict_files
 
-    results = predict_files(config, workdir, options["wavs"], fold=options["fold"],
-                            seed_index=options["seed_index"], hop_s=options["hop_s"])
+    results = predict_files(
+        config,
+        workdir,
+        options["wavs"],
+        fold=options["fold"],
+        seed_index=options["seed_index"],
+        hop_s=options["hop_s"],
+    )
     for path, r in results.items():
         probs = ", ".join(f"{c} {100 * p:.1f}%" for c, p in r["probabilities"].items())
         print(f"{path}: {r['top']}  ({probs}; {r['windows']} window{'s' * (r['windows'] > 1)})")
@@ -129,8 +157,15 @@ def predict(config, workdir: Path, options: dict) -> None:
     print(f"wrote {write_json(path, saved)}")
 
 
-MODES = {"predict": predict, "report": report, "train": train, "inspect": inspect, "features": extract_features,
-         "describe": describe, "eval": evaluate}
+MODES = {
+    "predict": predict,
+    "report": report,
+    "train": train,
+    "inspect": inspect,
+    "features": extract_features,
+    "describe": describe,
+    "eval": evaluate,
+}
 
 
 def _tuples(value):
@@ -159,7 +194,7 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
             raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
         require_trained_models(workdir)
     if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
-        config = workdir_config(workdir, config)   # a run is read back with its own config
+        config = workdir_config(workdir, config)  # a run is read back with its own config
     created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -168,5 +203,5 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
         MODES[mode](config, workdir)
     except SerjaxError:
         if created and not any(workdir.iterdir()):
-            workdir.rmdir()   # a mode that failed before writing anything leaves no empty workdir
+            workdir.rmdir()  # a mode that failed before writing anything leaves no empty workdir
         raise

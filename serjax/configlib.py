@@ -13,13 +13,15 @@ from serjax.corpora.iemocap import PAPER_LABEL_MAP
 
 def default_cache_dir() -> str:
     """Generated corpora and feature caches: $SERJAX_CACHE, else ~/.cache/serjax."""
-    return os.environ.get("SERJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "serjax")
+    return os.environ.get("SERJAX_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "serjax"
+    )
 
 
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.seed = 0             # training seeds are seed, seed + 1, ..., seed + num_seeds - 1
-    config.num_seeds = 1        # seeds train together (one jitted step: train.seed_strategy)
+    config.seed = 0  # training seeds are seed, seed + 1, ..., seed + num_seeds - 1
+    config.num_seeds = 1  # seeds train together (one jitted step: train.seed_strategy)
     config.cache_dir = default_cache_dir()
 
     config.data = ml_collections.ConfigDict()
@@ -27,15 +29,15 @@ def base_config() -> ml_collections.ConfigDict:
     # iemocap | emodb | ravdess | cremad | manifest (a CSV: path,label[,speaker][,session])
     config.data.corpus = "synthetic"
     config.data.root = ""
-    config.data.selection = "improvised"          # improvised | scripted | all
+    config.data.selection = "improvised"  # improvised | scripted | all
     config.data.sessions = (1, 2, 3, 4, 5)
     config.data.classes = ("ang", "sad", "hap", "neu")
     config.data.label_map = ml_collections.ConfigDict(PAPER_LABEL_MAP)
-    config.data.on_bad_file = "error"              # error | skip
-    config.data.load_workers = 4                   # threads reading audio
+    config.data.on_bad_file = "error"  # error | skip
+    config.data.load_workers = 4  # threads reading audio
     config.data.synthetic = synthetic.default_config()
 
-    config.data.cache_dtype = "float16"            # dtype of the on-disk feature cache
+    config.data.cache_dtype = "float16"  # dtype of the on-disk feature cache
     # feature normalisation, fitted on the training fold only (assumed): per_band (each Mel
     # band's mean/std) | global (one mean/std over all bands) | none
     config.data.normalisation = "per_band"
@@ -43,40 +45,40 @@ def base_config() -> ml_collections.ConfigDict:
     config.features = features.default_config()
 
     config.experiment = ml_collections.ConfigDict()
-    config.experiment.train_versions = (8,)        # STFT versions 1..8 the model trains on
+    config.experiment.train_versions = (8,)  # STFT versions 1..8 the model trains on
     config.experiment.test_version = 8
 
     config.protocol = ml_collections.ConfigDict()
     # stratified_kfold (the paper's) | leave_one_session_out | leave_one_speaker_out | speaker_kfold
     config.protocol.name = "stratified_kfold"
     config.protocol.num_folds = 5
-    config.protocol.fold_seed = 0   # fold assignment, independent of the training seeds
+    config.protocol.fold_seed = 0  # fold assignment, independent of the training seeds
 
     config.model = ml_collections.ConfigDict()
-    config.model.width_scale = 4                        # n (assumed; the paper sweeps 1..8)
+    config.model.width_scale = 4  # n (assumed; the paper sweeps 1..8)
     config.model.base_widths = (8, 16, 32, 32, 64, 64)  # widths are n × base (assumed)
-    config.model.eca_layers = (5, 6)                    # conv blocks followed by an ECA block
-    config.model.eca_kernel = 7                         # one size for all; 0 = ECA-Net's rule
-    config.model.eca_kernels = ()                       # or one size per ECA block
-    config.model.eca_batch_norm = False                 # True: BN on the pooled vector (original ECA)
-    config.model.eca_gamma = 2.0                        # ECA-Net's adaptive-kernel rule
+    config.model.eca_layers = (5, 6)  # conv blocks followed by an ECA block
+    config.model.eca_kernel = 7  # one size for all; 0 = ECA-Net's rule
+    config.model.eca_kernels = ()  # or one size per ECA block
+    config.model.eca_batch_norm = False  # True: BN on the pooled vector (original ECA)
+    config.model.eca_gamma = 2.0  # ECA-Net's adaptive-kernel rule
     config.model.eca_b = 1.0
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 150
     config.train.batch_size = 32
     config.train.learning_rate = 1e-3
-    config.train.lr_decay_per_epoch = 0.97              # exponential decay per epoch (assumed)
+    config.train.lr_decay_per_epoch = 0.97  # exponential decay per epoch (assumed)
     config.train.adam_b1 = 0.9
     config.train.adam_b2 = 0.999
     config.train.adam_eps = 1e-8
-    config.train.focal_gamma = 2.0                      # (assumed; the paper's value was lost)
+    config.train.focal_gamma = 2.0  # (assumed; the paper's value was lost)
     config.train.class_weighting = "inverse_frequency"  # w_c ∝ 1/n_c, mean 1 (assumed) | none
-    config.train.validation_fraction = 0.0              # > 0: also report the best epoch on it
-    config.train.eval_every = 1                         # test-fold curves (never used to select)
+    config.train.validation_fraction = 0.0  # > 0: also report the best epoch on it
+    config.train.eval_every = 1  # test-fold curves (never used to select)
     config.train.eval_batch_size = 64
-    config.train.checkpoint_every = 5                   # epochs
-    config.train.seed_strategy = "auto"                 # auto | vmap | unroll | map | chunks
+    config.train.checkpoint_every = 5  # epochs
+    config.train.seed_strategy = "auto"  # auto | vmap | unroll | map | chunks
     return config
 
 
@@ -106,8 +108,10 @@ def config_arg(arg: str, allowed=("small", "loso")) -> set[str]:
     words = {w for w in arg.split(",") if w}
     unknown = sorted(words - set(allowed))
     if unknown:
-        raise ValueError(f"config argument {arg!r}: unknown {unknown}; use a comma-separated "
-                         f"subset of {list(allowed)} (or nothing)")
+        raise ValueError(
+            f"config argument {arg!r}: unknown {unknown}; use a comma-separated "
+            f"subset of {list(allowed)} (or nothing)"
+        )
     return words
 
 
@@ -124,8 +128,10 @@ def sweep_defaults(name: str) -> dict:
 
     from serjax.sweeps import SWEEPS
 
-    return {k: tuple(p.default) if isinstance(p.default, (range, tuple, list)) else p.default
-            for k, p in inspect.signature(SWEEPS[name]).parameters.items()}
+    return {
+        k: tuple(p.default) if isinstance(p.default, (range, tuple, list)) else p.default
+        for k, p in inspect.signature(SWEEPS[name]).parameters.items()
+    }
 
 
 def sweep_config(name: str, arg: str) -> ml_collections.ConfigDict:

@@ -89,21 +89,32 @@ MALLOC_MODES = ("hugepages", "tuned", "default")
 
 def malloc_mode(environ=None) -> str:
     """SERJAX_MALLOC, checked: hugepages (also when unset), tuned or default."""
-    value = (os.environ if environ is None else environ).get("SERJAX_MALLOC", "").strip().lower() or "hugepages"
+    value = (os.environ if environ is None else environ).get(
+        "SERJAX_MALLOC", ""
+    ).strip().lower() or "hugepages"
     if value not in MALLOC_MODES:
-        raise SerjaxError(f"environment variable SERJAX_MALLOC={value!r}: use one of {MALLOC_MODES} "
-                          "(unset: hugepages)")
+        raise SerjaxError(
+            f"environment variable SERJAX_MALLOC={value!r}: use one of {MALLOC_MODES} "
+            "(unset: hugepages)"
+        )
     return value
 
 
-def huge_pages_env(environ, platform: str, thp_mode: str | None, glibc: tuple[int, int] | None) -> dict | None:
+def huge_pages_env(
+    environ, platform: str, thp_mode: str | None, glibc: tuple[int, int] | None
+) -> dict | None:
     """The environment variables to start the program with so that glibc backs malloc's memory
     with transparent huge pages; None when there is nothing to do (SERJAX_MALLOC says otherwise,
     already set, not Linux/glibc >= 2.35, or a kernel whose THP mode is not "madvise": "always"
     already gives large blocks huge pages, "never" gives none)."""
     if malloc_mode(environ) != "hugepages":
         return None
-    if not platform.startswith("linux") or thp_mode != "madvise" or glibc is None or glibc < (2, 35):
+    if (
+        not platform.startswith("linux")
+        or thp_mode != "madvise"
+        or glibc is None
+        or glibc < (2, 35)
+    ):
         return None
     tunables = environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in tunables:
@@ -159,8 +170,12 @@ def _mallopt_tuning(enable: bool | None) -> dict:
     except (OSError, AttributeError) as e:
         return {"tuned": False, "why": f"no mallopt: {e}"}
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    settings = {"M_ARENA_MAX": (_M_ARENA_MAX, 1), "M_MMAP_MAX": (_M_MMAP_MAX, 0),
-                "M_TRIM_THRESHOLD": (_M_TRIM_THRESHOLD, 2**31 - 1), "M_TOP_PAD": (_M_TOP_PAD, 64 << 20)}
+    settings = {
+        "M_ARENA_MAX": (_M_ARENA_MAX, 1),
+        "M_MMAP_MAX": (_M_MMAP_MAX, 0),
+        "M_TRIM_THRESHOLD": (_M_TRIM_THRESHOLD, 2**31 - 1),
+        "M_TOP_PAD": (_M_TOP_PAD, 64 << 20),
+    }
     ok = {name: bool(mallopt(param, value)) for name, (param, value) in settings.items()}
     return {"tuned": all(ok.values()), "mallopt": ok}
 
@@ -182,7 +197,7 @@ def allocator_state() -> dict:
     return dict(_ALLOCATOR_STATE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _options_supported(options: tuple) -> bool:
     """Whether this jaxlib's CPU compiler accepts the options (older or newer XLA may not)."""
     import jax
@@ -201,8 +216,10 @@ def compiler_options() -> dict | None:
 
     choice = os.environ.get("SERJAX_CPU_COMPILER", "").strip().lower() or "serjax"
     if choice not in ("serjax", "default"):
-        raise SerjaxError(f"environment variable SERJAX_CPU_COMPILER={choice!r}: use 'default' (XLA's "
-                          "options) or 'serjax' (unset: serjax's CPU options)")
+        raise SerjaxError(
+            f"environment variable SERJAX_CPU_COMPILER={choice!r}: use 'default' (XLA's "
+            "options) or 'serjax' (unset: serjax's CPU options)"
+        )
     if choice == "default" or jax.default_backend() != "cpu":
         return None
     items = tuple(sorted(CPU_COMPILER_OPTIONS.items()))

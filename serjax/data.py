@@ -6,7 +6,7 @@ Folds are made over utterances, so every STFT version of an utterance stays in i
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -36,9 +36,11 @@ def group_folds(groups: Sequence[str], kind: str = "speaker") -> tuple[np.ndarra
     """One fold per group (session or speaker), in sorted group order."""
     names = sorted(set(groups))
     if len(names) < 2 or "" in names:
-        raise SerjaxError(f"config field protocol.name: a leave-one-{kind}-out protocol needs every "
-                          f"utterance's {kind} and two or more {kind}s, but the corpus gives "
-                          f"{len(names)} ({', '.join(repr(n) for n in names[:3])}); use stratified_kfold")
+        raise SerjaxError(
+            f"config field protocol.name: a leave-one-{kind}-out protocol needs every "
+            f"utterance's {kind} and two or more {kind}s, but the corpus gives "
+            f"{len(names)} ({', '.join(repr(n) for n in names[:3])}); use stratified_kfold"
+        )
     index = {g: i for i, g in enumerate(names)}
     return np.array([index[g] for g in groups], np.int64), names
 
@@ -48,16 +50,22 @@ def speaker_kfold(speakers: Sequence[str], num_folds: int, seed: int) -> np.ndar
     shuffled and dealt to the folds, largest first, each to the fold with fewest utterances."""
     names = sorted(set(speakers))
     if "" in names or len(names) < 2:
-        raise SerjaxError("config field protocol.name: speaker_kfold needs every utterance's speaker "
-                          f"and two or more speakers, but the corpus gives {len(names)}; use stratified_kfold")
+        raise SerjaxError(
+            "config field protocol.name: speaker_kfold needs every utterance's speaker "
+            f"and two or more speakers, but the corpus gives {len(names)}; use stratified_kfold"
+        )
     if not 2 <= num_folds <= len(names):
-        raise SerjaxError(f"config field protocol.num_folds: need 2..{len(names)} folds for "
-                          f"{len(names)} speakers, got {num_folds}")
+        raise SerjaxError(
+            f"config field protocol.num_folds: need 2..{len(names)} folds for "
+            f"{len(names)} speakers, got {num_folds}"
+        )
     counts = {n: 0 for n in names}
     for s in speakers:
         counts[s] += 1
     order = np.random.default_rng([seed, 0x5BEA]).permutation(len(names))
-    shuffled = sorted((names[i] for i in order), key=lambda n: -counts[n])  # stable: ties stay shuffled
+    shuffled = sorted(
+        (names[i] for i in order), key=lambda n: -counts[n]
+    )  # stable: ties stay shuffled
     sizes = np.zeros(num_folds, np.int64)
     fold_of = {}
     for name in shuffled:
@@ -78,11 +86,14 @@ def check_speakers_stay_in_sessions(utterances: Sequence[Utterance]) -> None:
             sessions_of.setdefault(u.speaker, set()).add(u.session)
     shared = sorted(s for s, sessions in sessions_of.items() if len(sessions) > 1)
     if shared:
-        examples = "; ".join(f"{s!r} in sessions {', '.join(sorted(map(repr, sessions_of[s])))}"
-                             for s in shared[:3])
-        raise SerjaxError(f"config field protocol.name: leave_one_session_out would put {len(shared)} "
-                          f"speaker(s) in both training and test folds ({examples}"
-                          f"{'; …' if len(shared) > 3 else ''}); use leave_one_speaker_out or speaker_kfold")
+        examples = "; ".join(
+            f"{s!r} in sessions {', '.join(sorted(map(repr, sessions_of[s])))}" for s in shared[:3]
+        )
+        raise SerjaxError(
+            f"config field protocol.name: leave_one_session_out would put {len(shared)} "
+            f"speaker(s) in both training and test folds ({examples}"
+            f"{'; …' if len(shared) > 3 else ''}); use leave_one_speaker_out or speaker_kfold"
+        )
 
 
 def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_cfg, seed: int):
@@ -105,8 +116,13 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
 SPEAKER_PROTOCOLS = ("leave_one_session_out", "leave_one_speaker_out", "speaker_kfold")
 
 
-def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int,
-                     speakers: Sequence[str] | None = None):
+def validation_split(
+    train_idx: np.ndarray,
+    labels: np.ndarray,
+    fraction: float,
+    seed: int,
+    speakers: Sequence[str] | None = None,
+):
     """Split of a training fold into (fit, validation) indices: stratified over utterances,
     or, given every utterance's speaker (speaker-independent protocols), whole speakers held
     out until they hold `fraction` of the fold, so the best epoch is chosen the way the test
@@ -122,7 +138,7 @@ def validation_split(train_idx: np.ndarray, labels: np.ndarray, fraction: float,
     for label in np.unique(labels[train_idx]):
         members = rng.permutation(train_idx[labels[train_idx] == label])
         # at least one per class for validation, and at least one left to fit on
-        val.append(members[:min(max(1, int(round(fraction * len(members)))), len(members) - 1)])
+        val.append(members[: min(max(1, int(round(fraction * len(members)))), len(members) - 1)])
     val = np.sort(np.concatenate(val))
     return np.setdiff1d(train_idx, val), val
 
@@ -131,10 +147,12 @@ def _speaker_validation_split(train_idx, labels, fraction, rng, speakers):
     of_train = speakers[train_idx]
     names = list(rng.permutation(sorted(set(of_train))))
     if len(names) < 2:
-        raise SerjaxError("config field train.validation_fraction: a training fold holds one speaker, "
-                          "so no speaker is left to validate on; set it to 0")
+        raise SerjaxError(
+            "config field train.validation_fraction: a training fold holds one speaker, "
+            "so no speaker is left to validate on; set it to 0"
+        )
     held, count = [], 0
-    for name in names[:-1]:                     # at least one speaker left to fit on
+    for name in names[:-1]:  # at least one speaker left to fit on
         held.append(name)
         count += int(np.sum(of_train == name))
         if count >= fraction * len(train_idx):
@@ -143,8 +161,10 @@ def _speaker_validation_split(train_idx, labels, fraction, rng, speakers):
     fit, val = train_idx[~in_val], train_idx[in_val]
     lost = sorted(set(labels[train_idx].tolist()) - set(labels[fit].tolist()))
     if lost:
-        raise SerjaxError(f"config field train.validation_fraction: holding out speaker(s) {held} for "
-                          f"validation leaves no training utterance of class(es) {lost}; set it to 0")
+        raise SerjaxError(
+            f"config field train.validation_fraction: holding out speaker(s) {held} for "
+            f"validation leaves no training utterance of class(es) {lost}; set it to 0"
+        )
     return np.sort(fit), np.sort(val)
 
 
@@ -155,11 +175,15 @@ def normalisation_of(data_cfg) -> str:
     """data.normalisation (a config saved before the field existed normalised per band)."""
     kind = data_cfg.get("normalisation", "per_band")
     if kind not in NORMALISATIONS:
-        raise SerjaxError(f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}")
+        raise SerjaxError(
+            f"config field data.normalisation: {kind!r} is not one of {NORMALISATIONS}"
+        )
     return kind
 
 
-def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "per_band", chunk: int = 256):
+def band_statistics(
+    arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "per_band", chunk: int = 256
+):
     """The features' normalisation, (mean, std) per Mel band, from the given utterances of
     every array (the training fold's): `per_band` each band's own over all frames (SPEC §2's
     default); `global` one mean and std over all bands and frames, given to every band;
@@ -172,16 +196,20 @@ def band_statistics(arrays: Sequence[np.ndarray], idx: np.ndarray, kind: str = "
     squares = None
     for array in arrays:
         for start in range(0, len(idx), chunk):
-            block = np.asarray(array[np.sort(idx[start:start + chunk])], np.float64)
+            block = np.asarray(array[np.sort(idx[start : start + chunk])], np.float64)
             s = block.sum(axis=(0, 2))
             q = np.square(block).sum(axis=(0, 2))
             sums = s if sums is None else sums + s
             squares = q if squares is None else squares + q
             total += block.shape[0] * block.shape[2]
     if kind == "global":
-        sums, squares, total = np.full_like(sums, sums.sum()), np.full_like(squares, squares.sum()), total * len(sums)
+        sums, squares, total = (
+            np.full_like(sums, sums.sum()),
+            np.full_like(squares, squares.sum()),
+            total * len(sums),
+        )
     mean = sums / total
-    std = np.sqrt(np.maximum(squares / total - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(squares / total - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(std, 1e-5).astype(np.float32)
 
 

@@ -16,8 +16,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -84,11 +84,11 @@ class Prepared:
 
     config: object
     listing: object
-    labels: np.ndarray              # class index per utterance [U]
-    versions: list[int]             # the versions in the device table, in table order
-    arrays: dict                    # version -> memory-mapped features [U, mels, frames]
-    table: jax.Array                # [V·U, mels, frames] float16 on the device
-    folds: np.ndarray               # fold index per utterance [U]
+    labels: np.ndarray  # class index per utterance [U]
+    versions: list[int]  # the versions in the device table, in table order
+    arrays: dict  # version -> memory-mapped features [U, mels, frames]
+    table: jax.Array  # [V·U, mels, frames] float16 on the device
+    folds: np.ndarray  # fold index per utterance [U]
     fold_names: list[str]
     trainer: Trainer
     seeds: list[int]
@@ -108,10 +108,14 @@ def check_versions(config) -> tuple[list[int], int]:
     test = int(config.experiment.test_version)
     for v in train + [test]:
         if v not in features.STFT_VERSIONS:
-            raise SerjaxError(f"config field experiment.train_versions/test_version: version {v} "
-                              f"is not one of {sorted(features.STFT_VERSIONS)}")
+            raise SerjaxError(
+                f"config field experiment.train_versions/test_version: version {v} "
+                f"is not one of {sorted(features.STFT_VERSIONS)}"
+            )
     if not train or len(set(train)) != len(train):
-        raise SerjaxError(f"config field experiment.train_versions: need distinct versions, got {train}")
+        raise SerjaxError(
+            f"config field experiment.train_versions: need distinct versions, got {train}"
+        )
     return train, test
 
 
@@ -136,14 +140,31 @@ def prepare(config, workdir: Path, progress: bool = True) -> Prepared:
         print(format_summary(summary))
     labels = np.array([classes.index(u.label) for u in listing.utterances], np.int32)
     folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
-    arrays = load_features(listing.utterances, versions, settings, config.cache_dir, listing.name,
-                           dtype=config.data.cache_dtype, load_workers=config.data.load_workers,
-                           progress=progress)
+    arrays = load_features(
+        listing.utterances,
+        versions,
+        settings,
+        config.cache_dir,
+        listing.name,
+        dtype=config.data.cache_dtype,
+        load_workers=config.data.load_workers,
+        progress=progress,
+    )
     table = device_table([arrays[v] for v in versions])
     release_free_memory()
     trainer = trainer_for(model, config.train, len(labels))
-    return Prepared(config, listing, labels, versions, arrays, table, folds, fold_names, trainer,
-                    seeds_of(config))
+    return Prepared(
+        config,
+        listing,
+        labels,
+        versions,
+        arrays,
+        table,
+        folds,
+        fold_names,
+        trainer,
+        seeds_of(config),
+    )
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -183,12 +204,23 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
     if path.exists():
         saved = json.loads(path.read_text())
         if saved["utterances"] != ids:
-            raise SerjaxError(f"{path} was made for other utterances than the corpus now holds; "
-                              "use a new --workdir")
+            raise SerjaxError(
+                f"{path} was made for other utterances than the corpus now holds; "
+                "use a new --workdir"
+            )
         return np.array(saved["folds"], np.int64), saved["names"]
-    folds, names = data_lib.assign_folds(utterances, labels, config.protocol, config.protocol.fold_seed)
-    write_json(path, {"protocol": config.protocol.name, "names": names,
-                      "utterances": ids, "folds": folds.tolist()})
+    folds, names = data_lib.assign_folds(
+        utterances, labels, config.protocol, config.protocol.fold_seed
+    )
+    write_json(
+        path,
+        {
+            "protocol": config.protocol.name,
+            "names": names,
+            "utterances": ids,
+            "folds": folds.tolist(),
+        },
+    )
     return folds, names
 
 
@@ -196,8 +228,13 @@ def split_fold(prep: Prepared, k: int) -> data_lib.Fold:
     train = np.flatnonzero(prep.folds != k)
     test = np.flatnonzero(prep.folds == k)
     speakers = [u.speaker for u in prep.listing.utterances] if validates_by_speaker(prep) else None
-    fit, val = data_lib.validation_split(train, prep.labels, prep.config.train.validation_fraction,
-                                         prep.config.protocol.fold_seed + k, speakers)
+    fit, val = data_lib.validation_split(
+        train,
+        prep.labels,
+        prep.config.train.validation_fraction,
+        prep.config.protocol.fold_seed + k,
+        speakers,
+    )
     return data_lib.Fold(prep.fold_names[k], fit, val, test)
 
 
@@ -215,12 +252,16 @@ def validates_by_speaker(prep: Prepared) -> bool:
 def fold_statistics(prep: Prepared, fold: data_lib.Fold):
     """Normalisation and class weights, from the fitting part of the training fold only."""
     train_versions, _ = check_versions(prep.config)
-    mean, std = data_lib.band_statistics([prep.arrays[v] for v in train_versions], fold.train,
-                                         data_lib.normalisation_of(prep.config.data))
+    mean, std = data_lib.band_statistics(
+        [prep.arrays[v] for v in train_versions],
+        fold.train,
+        data_lib.normalisation_of(prep.config.data),
+    )
     for v in train_versions:
         release_pages(prep.arrays[v])
-    weights = class_weights(prep.labels[fold.train], len(prep.config.data.classes),
-                            prep.config.train.class_weighting)
+    weights = class_weights(
+        prep.labels[fold.train], len(prep.config.data.classes), prep.config.train.class_weighting
+    )
     return mean, std, weights
 
 
@@ -235,8 +276,10 @@ def update_best(best: dict, val_uas, epoch: int) -> tuple[dict, np.ndarray]:
     """(new bests, improved mask): a seed improves on a strictly higher validation UA."""
     uas = np.asarray(val_uas, np.float64)
     improved = uas > best["score"]
-    return {"score": np.where(improved, uas, best["score"]),
-            "epoch": np.where(improved, np.int32(epoch), best["epoch"]).astype(np.int32)}, improved
+    return {
+        "score": np.where(improved, uas, best["score"]),
+        "epoch": np.where(improved, np.int32(epoch), best["epoch"]).astype(np.int32),
+    }, improved
 
 
 def best_extras(best: dict) -> dict:
@@ -244,8 +287,10 @@ def best_extras(best: dict) -> dict:
 
 
 def best_from_extras(extras: dict) -> dict:
-    return {"score": np.asarray(extras["best_score"], np.float64),
-            "epoch": np.asarray(extras["best_epoch"], np.int32)}
+    return {
+        "score": np.asarray(extras["best_score"], np.float64),
+        "epoch": np.asarray(extras["best_epoch"], np.int32),
+    }
 
 
 def _score_seeds(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
@@ -266,14 +311,19 @@ def _rewrite_metrics(path: Path, fold: str, upto_epoch: int) -> None:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue        # a line torn by a kill mid-write
+            continue  # a line torn by a kill mid-write
         if not (record["fold"] == fold and record["epoch"] > upto_epoch):
             kept.append(line)
     write_text(path, "".join(line + "\n" for line in kept))
 
 
-def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
-               on_checkpoint: Callable[[], object] | None = None) -> dict:
+def train_fold(
+    prep: Prepared,
+    k: int,
+    workdir: Path,
+    progress: bool = True,
+    on_checkpoint: Callable[[], object] | None = None,
+) -> dict:
     """Train all seeds on fold k (resuming from its checkpoint) and return its results;
     `on_checkpoint` is called after each checkpoint is saved."""
     cfg = prep.config
@@ -316,9 +366,15 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
             on_checkpoint()
 
     saved_epoch = start_epoch
-    bar = tqdm(range(start_epoch, tcfg.epochs), initial=start_epoch, total=tcfg.epochs,
-               desc=f"{fold.name} ({S} seed{'s' * (S > 1)})", unit="epoch", disable=not progress)
-    labels_on_device = jnp.asarray(prep.labels)   # once per fold, not once per step
+    bar = tqdm(
+        range(start_epoch, tcfg.epochs),
+        initial=start_epoch,
+        total=tcfg.epochs,
+        desc=f"{fold.name} ({S} seed{'s' * (S > 1)})",
+        unit="epoch",
+        disable=not progress,
+    )
+    labels_on_device = jnp.asarray(prep.labels)  # once per fold, not once per step
     stop = StopRequest()
     snapshot = (start_epoch, states, dict(best), best_states)
     try:
@@ -333,36 +389,56 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
             for rows in epoch_batches(train_rows, tcfg.batch_size, prep.seeds, k, epoch):
                 if stop.requested:
                     raise _StopNow
-                states, stats = prep.trainer.train_step(states, jnp.asarray(rows), prep.table,
-                                                        labels_on_device, weights, mean, std, lr)
+                states, stats = prep.trainer.train_step(
+                    states, jnp.asarray(rows), prep.table, labels_on_device, weights, mean, std, lr
+                )
                 step_stats.append(stats)
             # [steps, S, 2]: fetched once per epoch, stacked in NumPy (a jnp.stack would compile
             # again for each new number of steps per epoch, i.e. per fold size)
             stats = np.stack(jax.device_get(step_stats))
-            diverged = [seed for s, seed in enumerate(prep.seeds) if not np.isfinite(stats[:, s, 0]).all()]
+            diverged = [
+                seed for s, seed in enumerate(prep.seeds) if not np.isfinite(stats[:, s, 0]).all()
+            ]
             if diverged:
                 checkpoints.close()
-                raise SerjaxError(f"{fold.name}, epoch {epoch + 1}: the training loss of seed(s) {diverged} "
-                                  "is not finite (training diverged); try a lower train.learning_rate "
-                                  "in a new --workdir")
-            records = [{"fold": fold.name, "seed": seed, "epoch": epoch + 1, "lr": float(lr),
-                        "train_loss": float(stats[:, s, 0].mean()),
-                        "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size))}
-                       for s, seed in enumerate(prep.seeds)]
+                raise SerjaxError(
+                    f"{fold.name}, epoch {epoch + 1}: the training loss of seed(s) {diverged} "
+                    "is not finite (training diverged); try a lower train.learning_rate "
+                    "in a new --workdir"
+                )
+            records = [
+                {
+                    "fold": fold.name,
+                    "seed": seed,
+                    "epoch": epoch + 1,
+                    "lr": float(lr),
+                    "train_loss": float(stats[:, s, 0].mean()),
+                    "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * tcfg.batch_size)),
+                }
+                for s, seed in enumerate(prep.seeds)
+            ]
             last_epoch = epoch + 1 == tcfg.epochs
             if len(val_rows):
-                val_scores = _score_seeds(prep.trainer.predict(states, prep.table, val_rows, mean, std,
-                                                               tcfg.eval_batch_size),
-                                          prep.labels[fold.validation], num_classes)
+                val_scores = _score_seeds(
+                    prep.trainer.predict(
+                        states, prep.table, val_rows, mean, std, tcfg.eval_batch_size
+                    ),
+                    prep.labels[fold.validation],
+                    num_classes,
+                )
                 best, improved = update_best(best, [v["ua"] for v in val_scores], epoch + 1)
                 if improved.any():
                     best_states = _select(improved, states, best_states)
                 for record, v in zip(records, val_scores):
                     record.update({f"val_{m}": v[m] for m in METRICS})
             if tcfg.eval_every and ((epoch + 1) % tcfg.eval_every == 0 or last_epoch):
-                test_scores = _score_seeds(prep.trainer.predict(states, prep.table, test_rows, mean, std,
-                                                                tcfg.eval_batch_size),
-                                           prep.labels[fold.test], num_classes)
+                test_scores = _score_seeds(
+                    prep.trainer.predict(
+                        states, prep.table, test_rows, mean, std, tcfg.eval_batch_size
+                    ),
+                    prep.labels[fold.test],
+                    num_classes,
+                )
                 for record, t in zip(records, test_scores):
                     record.update({f"test_{m}": t[m] for m in METRICS})
             with open(metrics_path, "a") as f:
@@ -389,12 +465,22 @@ def train_fold(prep: Prepared, k: int, workdir: Path, progress: bool = True,
     checkpoints.close()
 
     result = evaluate_fold(prep, k, states, fold, mean, std)
-    result.update({"epochs": tcfg.epochs, "class_weights": weights_np.tolist(),
-                   "normalisation": {"mean": mean_np.tolist(), "std": std_np.tolist()}})
+    result.update(
+        {
+            "epochs": tcfg.epochs,
+            "class_weights": weights_np.tolist(),
+            "normalisation": {"mean": mean_np.tolist(), "std": std_np.tolist()},
+        }
+    )
     if best_states is not None:
-        selected = prep.trainer.predict(best_states, prep.table, test_rows, mean, std, tcfg.eval_batch_size)
-        result["best_val"] = {"epoch": best["epoch"].tolist(), "val_ua": best["score"].tolist(),
-                              "per_seed": _score_seeds(selected, prep.labels[fold.test], num_classes)}
+        selected = prep.trainer.predict(
+            best_states, prep.table, test_rows, mean, std, tcfg.eval_batch_size
+        )
+        result["best_val"] = {
+            "epoch": best["epoch"].tolist(),
+            "val_ua": best["score"].tolist(),
+            "per_seed": _score_seeds(selected, prep.labels[fold.test], num_classes),
+        }
     return result
 
 
@@ -405,35 +491,62 @@ def evaluate_fold(prep: Prepared, k: int, states, fold=None, mean=None, std=None
         mean_np, std_np, _ = fold_statistics(prep, fold)
         mean, std = jnp.asarray(mean_np), jnp.asarray(std_np)
     _, test_version = check_versions(prep.config)
-    logits = prep.trainer.predict(states, prep.table, prep.rows(test_version, fold.test), mean, std,
-                                  prep.config.train.eval_batch_size)
+    logits = prep.trainer.predict(
+        states,
+        prep.table,
+        prep.rows(test_version, fold.test),
+        mean,
+        std,
+        prep.config.train.eval_batch_size,
+    )
     labels = prep.labels[fold.test]
     eca = {}
     if prep.config.model.eca_layers:
-        weights = prep.trainer.channel_weights(states, prep.table, prep.rows(test_version, fold.test),
-                                               mean, std, prep.config.train.eval_batch_size)
+        weights = prep.trainer.channel_weights(
+            states,
+            prep.table,
+            prep.rows(test_version, fold.test),
+            mean,
+            std,
+            prep.config.train.eval_batch_size,
+        )
         # per block and seed: [classes, channels], averaged over each class's test utterances
         # (paper Fig. 14). Never averaged across seeds or folds: channel i of one model has
         # nothing to do with channel i of another.
-        eca = {name: [[np.round(w[s, labels == c].mean(axis=0), 6).tolist() if np.any(labels == c)
-                       else None for c in range(len(prep.config.data.classes))]
-                      for s in range(w.shape[0])]
-               for name, w in weights.items()}
-    return {"fold": fold.name, "seeds": prep.seeds, "eca_weights": eca,
-            "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
-            "labels": labels.tolist(),
-            "probabilities": np.round(softmax(logits), 6).tolist(),
-            "per_seed": _score_seeds(logits, labels, len(prep.config.data.classes))}
+        eca = {
+            name: [
+                [
+                    np.round(w[s, labels == c].mean(axis=0), 6).tolist()
+                    if np.any(labels == c)
+                    else None
+                    for c in range(len(prep.config.data.classes))
+                ]
+                for s in range(w.shape[0])
+            ]
+            for name, w in weights.items()
+        }
+    return {
+        "fold": fold.name,
+        "seeds": prep.seeds,
+        "eca_weights": eca,
+        "test_utterances": [prep.listing.utterances[i].utt_id for i in fold.test],
+        "labels": labels.tolist(),
+        "probabilities": np.round(softmax(logits), 6).tolist(),
+        "per_seed": _score_seeds(logits, labels, len(prep.config.data.classes)),
+    }
 
 
-def restore_final_states(trainer: Trainer, config, workdir: Path, fold_name: str, fold_index: int,
-                         seeds, input_shape):
+def restore_final_states(
+    trainer: Trainer, config, workdir: Path, fold_name: str, fold_index: int, seeds, input_shape
+):
     """A finished fold's last-epoch states, all seeds stacked (for eval and predict)."""
     checkpoints = FoldCheckpoints(Path(workdir) / "checkpoints" / fold_name)
     epoch = checkpoints.latest_epoch()
     if epoch != config.train.epochs:
-        raise SerjaxError(f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
-                          f"(latest: {epoch}, expected epoch {config.train.epochs})")
+        raise SerjaxError(
+            f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
+            f"(latest: {epoch}, expected epoch {config.train.epochs})"
+        )
     template = trainer.init(seed_keys(seeds, fold_index), input_shape)
     extras = best_extras(new_best(len(seeds)))
     if config.train.validation_fraction > 0:
@@ -457,32 +570,53 @@ def _select(mask: np.ndarray, new, old):
 
     def choose(a, b):
         return jnp.where(pick.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-    return old.replace(params=jax.tree_util.tree_map(choose, new.params, old.params),
-                       batch_stats=jax.tree_util.tree_map(choose, new.batch_stats, old.batch_stats))
+
+    return old.replace(
+        params=jax.tree_util.tree_map(choose, new.params, old.params),
+        batch_stats=jax.tree_util.tree_map(choose, new.batch_stats, old.batch_stats),
+    )
 
 
 def summarize_results(fold_results: list[dict], config, key: str = "per_seed") -> dict:
     """Mean ± std over folds × seeds, per fold (over seeds) and per seed (over folds)."""
+
     def block(entries):
-        return {m: {"mean": float(np.mean([e[m] for e in entries])),
-                    "std": float(np.std([e[m] for e in entries]))} for m in METRICS}
+        return {
+            m: {
+                "mean": float(np.mean([e[m] for e in entries])),
+                "std": float(np.std([e[m] for e in entries])),
+            }
+            for m in METRICS
+        }
 
     def pick(result):
         return result[key] if key == "per_seed" else result[key]["per_seed"]
 
-    grid = [[pick(r)[s] for s in range(len(r["seeds"]))] for r in fold_results]   # [fold][seed]
+    grid = [[pick(r)[s] for s in range(len(r["seeds"]))] for r in fold_results]  # [fold][seed]
     summary = block([e for row in grid for e in row])
     seeds = fold_results[0]["seeds"]
-    summary["per_fold"] = [{"fold": r["fold"], "n_test": len(r["labels"]),
-                            **{m: float(np.mean([e[m] for e in row])) for m in METRICS}}
-                           for r, row in zip(fold_results, grid)]
-    summary["per_seed"] = [{"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
-                           for s, seed in enumerate(seeds)]
+    summary["per_fold"] = [
+        {
+            "fold": r["fold"],
+            "n_test": len(r["labels"]),
+            **{m: float(np.mean([e[m] for e in row])) for m in METRICS},
+        }
+        for r, row in zip(fold_results, grid)
+    ]
+    summary["per_seed"] = [
+        {"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
+        for s, seed in enumerate(seeds)
+    ]
     summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
     if key == "per_seed" and fold_results[0].get("eca_weights"):
         # one model's weights, as the paper plots them: the first fold's first seed
-        summary["eca_weights"] = {name: per_seed[0] for name, per_seed in fold_results[0]["eca_weights"].items()}
-        summary["eca_weights_model"] = {"fold": fold_results[0]["fold"], "seed": fold_results[0]["seeds"][0]}
+        summary["eca_weights"] = {
+            name: per_seed[0] for name, per_seed in fold_results[0]["eca_weights"].items()
+        }
+        summary["eca_weights_model"] = {
+            "fold": fold_results[0]["fold"],
+            "seed": fold_results[0]["seeds"][0],
+        }
     return summary
 
 
@@ -503,13 +637,13 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
                 results.append(json.loads(path.read_text()))
                 continue
             if not clock.entry["folds_trained"]:
-                record_environment(workdir)   # this invocation trains: its versions and commit
+                record_environment(workdir)  # this invocation trains: its versions and commit
             # the ledger follows the checkpoints: a killed run keeps the time of the work it kept
             result = train_fold(prep, k, workdir, progress, on_checkpoint=clock.record)
             write_json(path, result)
             results.append(result)
             clock.record(trained=name)
-    except KeyboardInterrupt:       # Ctrl-C, SIGTERM: the time up to the saved epoch counts
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the time up to the saved epoch counts
         clock.record()
         raise
     summary = build_summary(results, config, prep)
@@ -530,9 +664,14 @@ class WallClock:
         self.path, self.started = path, time.time()
         workdir = path.parent
         resumable = has_trained_work(workdir)
-        self.earlier = json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
-        self.entry = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
-                      "seconds": 0.0, "folds_trained": []}
+        self.earlier = (
+            json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
+        )
+        self.entry = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "seconds": 0.0,
+            "folds_trained": [],
+        }
 
     def record(self, trained: str | None = None) -> tuple[float, int]:
         """Write this invocation's time so far; return (total seconds, invocations)."""
@@ -546,19 +685,25 @@ class WallClock:
 
 
 def build_summary(results, config, prep: Prepared) -> dict:
-    summary = {"corpus": prep.listing.name, "protocol": config.protocol.name,
-               "classes": list(config.data.classes), "num_utterances": int(len(prep.labels)),
-               "train_versions": list(config.experiment.train_versions),
-               "test_version": int(config.experiment.test_version),
-               "seeds": prep.seeds, "epochs": int(config.train.epochs),
-               "selection": "last epoch",
-               "speakers_known": speakers_known(prep)}
+    summary = {
+        "corpus": prep.listing.name,
+        "protocol": config.protocol.name,
+        "classes": list(config.data.classes),
+        "num_utterances": int(len(prep.labels)),
+        "train_versions": list(config.experiment.train_versions),
+        "test_version": int(config.experiment.test_version),
+        "seeds": prep.seeds,
+        "epochs": int(config.train.epochs),
+        "selection": "last epoch",
+        "speakers_known": speakers_known(prep),
+    }
     summary.update(summarize_results(results, config))
     if "best_val" in results[0]:
         summary["best_val"] = summarize_results(results, config, key="best_val")
         summary["best_val"]["selection"] = (
             f"best epoch on an inner validation split ({config.train.validation_fraction:.0%} of each training "
-            f"fold{', whole speakers held out' if validates_by_speaker(prep) else ''})")
+            f"fold{', whole speakers held out' if validates_by_speaker(prep) else ''})"
+        )
     return summary
 
 
@@ -603,12 +748,16 @@ def check_workdir_config(config, workdir: Path) -> None:
             return
         listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
         if has_results(workdir):
-            raise SerjaxError(f"workdir {workdir} holds a run of a different config ({path}; fields "
-                              f"that differ: {listed}); use another --workdir, or delete that one to start over")
+            raise SerjaxError(
+                f"workdir {workdir} holds a run of a different config ({path}; fields "
+                f"that differ: {listed}); use another --workdir, or delete that one to start over"
+            )
         # an earlier start that stopped before training anything (a bad corpus, a bad field):
         # nothing of it is kept but its config and fold assignment, which the new config replaces
-        print(f"serjax: {workdir} held only an untrained start with another config ({listed}); "
-              "starting over with this one")
+        print(
+            f"serjax: {workdir} held only an untrained start with another config ({listed}); "
+            "starting over with this one"
+        )
         (workdir / "folds.json").unlink(missing_ok=True)
     # the versions are added by record_environment when this invocation starts training
     write_json(path, {"config": _comparable(config)})
@@ -645,10 +794,18 @@ def _environment() -> dict:
     import flax
     import optax
     import orbax.checkpoint
-    return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-            "orbax": orbax.checkpoint.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "git_commit": _git_commit(),
-            "host_allocator": allocator_state(), "compiler_options": compiler_options()}
+
+    return {
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "orbax": orbax.checkpoint.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "git_commit": _git_commit(),
+        "host_allocator": allocator_state(),
+        "compiler_options": compiler_options(),
+    }
 
 
 def _git_commit(here: Path | None = None) -> str | None:
@@ -662,13 +819,26 @@ def _git_commit(here: Path | None = None) -> str | None:
         return os.environ["SERJAX_GIT_COMMIT"]
     here = here or Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         status = ["git", "status", "--porcelain", "--untracked-files=no"]
-        done = subprocess.run([*status, "--", ":(top)", ":(top,exclude)results"], cwd=here,
-                              capture_output=True, text=True, timeout=5)
+        done = subprocess.run(
+            [*status, "--", ":(top)", ":(top,exclude)results"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if done.returncode != 0:  # a git without pathspec magic: every change counts
-            done = subprocess.run(status, cwd=here, capture_output=True, text=True, timeout=5, check=True)
+            done = subprocess.run(
+                status, cwd=here, capture_output=True, text=True, timeout=5, check=True
+            )
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if done.stdout.strip() else "")

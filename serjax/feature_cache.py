@@ -11,8 +11,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,9 +41,19 @@ def corpus_fingerprint(utterances: Sequence[Utterance]) -> str:
     return _digest(rows)
 
 
-def cache_path(cache_dir, corpus_name: str, utterances, version: int,
-               settings: features.FeatureSettings, dtype: str) -> Path:
-    folder = Path(cache_dir).expanduser() / "features" / f"{corpus_name}-{corpus_fingerprint(utterances)[:12]}"
+def cache_path(
+    cache_dir,
+    corpus_name: str,
+    utterances,
+    version: int,
+    settings: features.FeatureSettings,
+    dtype: str,
+) -> Path:
+    folder = (
+        Path(cache_dir).expanduser()
+        / "features"
+        / f"{corpus_name}-{corpus_fingerprint(utterances)[:12]}"
+    )
     key = _digest({"version": version, "settings": settings.to_dict(), "dtype": dtype})[:12]
     return folder / f"v{version}-{key}.npy"
 
@@ -57,20 +67,35 @@ def _open_valid(path: Path, shape: tuple, dtype) -> np.ndarray | None:
         logging.warning("feature cache %s is unreadable (%s); rebuilding it", path, err)
         return None
     if array.shape != shape or array.dtype != dtype:
-        logging.warning("feature cache %s has shape %s %s, expected %s %s; rebuilding it",
-                        path, array.shape, array.dtype, shape, np.dtype(dtype))
+        logging.warning(
+            "feature cache %s has shape %s %s, expected %s %s; rebuilding it",
+            path,
+            array.shape,
+            array.dtype,
+            shape,
+            np.dtype(dtype),
+        )
         return None
     return array
 
 
-def load_features(utterances: Sequence[Utterance], versions: Sequence[int], settings,
-                  cache_dir, corpus_name: str, dtype: str = "float16", load_workers: int = 4,
-                  progress: bool = True) -> dict[int, np.ndarray]:
+def load_features(
+    utterances: Sequence[Utterance],
+    versions: Sequence[int],
+    settings,
+    cache_dir,
+    corpus_name: str,
+    dtype: str = "float16",
+    load_workers: int = 4,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
     """Features [U, n_mels, frames] for each version, computed once and then memory-mapped."""
     dtype = np.dtype(dtype)
     shape = (len(utterances), settings.n_mels, features.num_frames(settings, versions))
-    paths = {v: cache_path(cache_dir, corpus_name, utterances, v, settings, dtype.name)
-             for v in sorted(set(versions))}
+    paths = {
+        v: cache_path(cache_dir, corpus_name, utterances, v, settings, dtype.name)
+        for v in sorted(set(versions))
+    }
     result = {v: _open_valid(p, shape, dtype) for v, p in paths.items()}
     missing = [v for v, array in result.items() if array is None]
     if missing:
@@ -84,21 +109,33 @@ def _build(utterances, versions, settings, paths, shape, dtype, load_workers, pr
     num_samples = int(round(settings.duration_s * settings.sample_rate))
     tmp_paths = {v: paths[v].with_name(f".{paths[v].name}.{os.getpid()}.tmp") for v in versions}
     paths[versions[0]].parent.mkdir(parents=True, exist_ok=True)
-    outputs = {v: np.lib.format.open_memmap(tmp_paths[v], mode="w+", dtype=dtype, shape=shape)
-               for v in versions}
+    outputs = {
+        v: np.lib.format.open_memmap(tmp_paths[v], mode="w+", dtype=dtype, shape=shape)
+        for v in versions
+    }
     names = ",".join(f"v{v}" for v in versions)
     try:
-        with concurrent.futures.ThreadPoolExecutor(max(1, load_workers)) as pool, \
-                tqdm(total=len(utterances), desc=f"log-Mel {names}", unit="utt",
-                     disable=not progress) as bar:
+        with (
+            concurrent.futures.ThreadPoolExecutor(max(1, load_workers)) as pool,
+            tqdm(
+                total=len(utterances), desc=f"log-Mel {names}", unit="utt", disable=not progress
+            ) as bar,
+        ):
             for start in range(0, len(utterances), _CHUNK):
-                chunk = utterances[start:start + _CHUNK]
-                waves = np.stack(list(pool.map(
-                    lambda u: load_fixed(u.path, settings.sample_rate, settings.duration_s), chunk)))
+                chunk = utterances[start : start + _CHUNK]
+                waves = np.stack(
+                    list(
+                        pool.map(
+                            lambda u: load_fixed(u.path, settings.sample_rate, settings.duration_s),
+                            chunk,
+                        )
+                    )
+                )
                 assert waves.shape[1] == num_samples
                 for v in versions:
-                    outputs[v][start:start + len(chunk)] = features.extract(
-                        waves, v, settings, progress=False, out_dtype=dtype)
+                    outputs[v][start : start + len(chunk)] = features.extract(
+                        waves, v, settings, progress=False, out_dtype=dtype
+                    )
                 bar.update(len(chunk))
         for v in versions:
             outputs[v].flush()

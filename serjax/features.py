@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +64,9 @@ class FeatureSettings:
                 bad(name, "must be an integer")
         for name in ("duration_s", "fmin", "fmax", "top_db", "amin"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
                 bad(name, "must be a number")
         for name in ("window", "mel_norm", "pad_mode"):
             if not isinstance(getattr(self, name), str):
@@ -105,7 +108,7 @@ class FeatureSettings:
             bad("window", "is not a window name that scipy.signal.get_window knows")
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> "FeatureSettings":
+    def from_config(cls, cfg: Mapping[str, Any] | ml_collections.ConfigDict) -> FeatureSettings:
         """Build settings from a ConfigDict or mapping; unknown keys are an error."""
         items = dict(cfg.items())
         known = {f.name for f in dataclasses.fields(cls)}
@@ -113,7 +116,8 @@ class FeatureSettings:
         if unknown:
             raise SerjaxError(
                 f"unknown features setting(s) {', '.join(unknown)}; "
-                f"known settings are {', '.join(sorted(known))}")
+                f"known settings are {', '.join(sorted(known))}"
+            )
         return cls(**items)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,15 +134,21 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def _check_version(version) -> int:
-    if isinstance(version, bool) or not isinstance(version, (int, np.integer)) \
-            or int(version) not in STFT_VERSIONS:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, (int, np.integer))
+        or int(version) not in STFT_VERSIONS
+    ):
         raise SerjaxError(
             f"version = {version!r} is not a dataset version; "
-            f"valid versions are {min(STFT_VERSIONS)}..{max(STFT_VERSIONS)}")
+            f"valid versions are {min(STFT_VERSIONS)}..{max(STFT_VERSIONS)}"
+        )
     return int(version)
 
 
-def stft_params(version: int, settings: FeatureSettings = FeatureSettings()) -> tuple[int, int, int]:
+def stft_params(
+    version: int, settings: FeatureSettings = FeatureSettings()
+) -> tuple[int, int, int]:
     """(win_length, hop_length, n_fft) in samples for a dataset version."""
     version = _check_version(version)
     window_ms, overlap_ms = STFT_VERSIONS[version]
@@ -148,7 +158,8 @@ def stft_params(version: int, settings: FeatureSettings = FeatureSettings()) -> 
     if n_fft < win_length:
         raise SerjaxError(
             f"features.n_fft = {settings.n_fft} is shorter than version {version}'s window "
-            f"of {win_length} samples; use 0 (n_fft = window length) or at least {win_length}")
+            f"of {win_length} samples; use 0 (n_fft = window length) or at least {win_length}"
+        )
     return win_length, hop_length, n_fft
 
 
@@ -174,9 +185,11 @@ def num_frames(settings: FeatureSettings = FeatureSettings(), version=None) -> i
         counts[v] = _frames_for(settings.num_samples, hop, n_fft, settings.center)
     if len(set(counts.values())) != 1:
         listed = ", ".join(f"v{v}: {c}" for v, c in counts.items())
-        raise SerjaxError(f"config field features.center: with center = false the versions used give "
-                          f"different frame counts ({listed}) and cannot share one model input; "
-                          "use one version (experiment.train_versions = [test_version]) or center = true")
+        raise SerjaxError(
+            f"config field features.center: with center = false the versions used give "
+            f"different frame counts ({listed}) and cannot share one model input; "
+            "use one version (experiment.train_versions = [test_version]) or center = true"
+        )
     return counts[versions[0]]
 
 
@@ -185,7 +198,7 @@ def output_shape(version: int, settings: FeatureSettings = FeatureSettings()) ->
     return settings.n_mels, num_frames(settings, version)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _constants(version: int, settings: FeatureSettings):
     """Analysis window (padded to n_fft) and the Mel matrix trimmed to its nonzero bins."""
     import librosa
@@ -194,9 +207,14 @@ def _constants(version: int, settings: FeatureSettings):
     window = librosa.filters.get_window(settings.window, win_length, fftbins=True)
     window = librosa.util.pad_center(window, size=n_fft).astype(np.float32)
     mel = librosa.filters.mel(
-        sr=settings.sample_rate, n_fft=n_fft, n_mels=settings.n_mels, fmin=settings.fmin,
-        fmax=settings.fmax, htk=settings.htk,
-        norm=None if settings.mel_norm == "none" else settings.mel_norm).astype(np.float32)
+        sr=settings.sample_rate,
+        n_fft=n_fft,
+        n_mels=settings.n_mels,
+        fmin=settings.fmin,
+        fmax=settings.fmax,
+        htk=settings.htk,
+        norm=None if settings.mel_norm == "none" else settings.mel_norm,
+    ).astype(np.float32)
     # Bins outside [fmin, fmax] carry no weight: skipping them saves matmul work.
     used = np.flatnonzero(mel.any(axis=0))
     lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
@@ -212,10 +230,15 @@ def _frame(padded: jax.Array, n_frames: int, hop: int, n_fft: int) -> jax.Array:
     """
     starts = (np.arange(n_frames, dtype=np.int32) * hop)[:, None]
     dims = jax.lax.GatherDimensionNumbers(
-        offset_dims=(0, 2), collapsed_slice_dims=(), start_index_map=(1,))
-    return jax.lax.gather(padded, jnp.asarray(starts), dims,
-                          slice_sizes=(padded.shape[0], n_fft),
-                          mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+        offset_dims=(0, 2), collapsed_slice_dims=(), start_index_map=(1,)
+    )
+    return jax.lax.gather(
+        padded,
+        jnp.asarray(starts),
+        dims,
+        slice_sizes=(padded.shape[0], n_fft),
+        mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
+    )
 
 
 def _build(version: int, settings: FeatureSettings, out_dtype) -> Any:
@@ -244,7 +267,7 @@ def _build(version: int, settings: FeatureSettings, out_dtype) -> Any:
     return jax.jit(log_mel)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(version: int, settings: FeatureSettings, out_dtype: str):
     return _build(version, settings, jnp.dtype(out_dtype))
 
@@ -256,10 +279,13 @@ def _check_waveforms(shape, settings: FeatureSettings) -> None:
         raise SerjaxError(
             f"waveforms hold {shape[1]} samples each, but features.duration_s = "
             f"{settings.duration_s} at {settings.sample_rate} Hz needs {settings.num_samples}; "
-            "pad or cut them first (serjax.audio.fix_length)")
+            "pad or cut them first (serjax.audio.fix_length)"
+        )
 
 
-def log_mel_jax(waveforms, version: int, settings: FeatureSettings = FeatureSettings()) -> jax.Array:
+def log_mel_jax(
+    waveforms, version: int, settings: FeatureSettings = FeatureSettings()
+) -> jax.Array:
     """float32 [B, N] waveforms -> float32 [B, n_mels, frames] log-Mel in dB (jit, cached)."""
     version = _check_version(version)
     waveforms = jnp.asarray(waveforms, dtype=jnp.float32)
@@ -267,18 +293,29 @@ def log_mel_jax(waveforms, version: int, settings: FeatureSettings = FeatureSett
     return _compiled(version, settings, "float32")(waveforms)
 
 
-def log_mel_librosa(waveform: np.ndarray, version: int,
-                    settings: FeatureSettings = FeatureSettings()) -> np.ndarray:
+def log_mel_librosa(
+    waveform: np.ndarray, version: int, settings: FeatureSettings = FeatureSettings()
+) -> np.ndarray:
     """Reference log-Mel of one utterance [N] -> [n_mels, frames], computed by librosa."""
     import librosa
 
     win_length, hop, n_fft = stft_params(version, settings)
     power = librosa.feature.melspectrogram(
-        y=np.asarray(waveform, dtype=np.float32), sr=settings.sample_rate, n_fft=n_fft,
-        hop_length=hop, win_length=win_length, window=settings.window, center=settings.center,
-        pad_mode=settings.pad_mode, power=2.0, n_mels=settings.n_mels, fmin=settings.fmin,
-        fmax=settings.fmax, htk=settings.htk,
-        norm=None if settings.mel_norm == "none" else settings.mel_norm)
+        y=np.asarray(waveform, dtype=np.float32),
+        sr=settings.sample_rate,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=win_length,
+        window=settings.window,
+        center=settings.center,
+        pad_mode=settings.pad_mode,
+        power=2.0,
+        n_mels=settings.n_mels,
+        fmin=settings.fmin,
+        fmax=settings.fmax,
+        htk=settings.htk,
+        norm=None if settings.mel_norm == "none" else settings.mel_norm,
+    )
     return librosa.power_to_db(power, ref=1.0, amin=settings.amin, top_db=settings.top_db)
 
 
@@ -288,9 +325,14 @@ def default_batch_size() -> int:
     return 4 if jax.default_backend() == "cpu" else 128
 
 
-def extract(waveforms: np.ndarray, version: int, settings: FeatureSettings = FeatureSettings(),
-            batch_size: int | None = None, progress: bool = True,
-            out_dtype=np.float16) -> np.ndarray:
+def extract(
+    waveforms: np.ndarray,
+    version: int,
+    settings: FeatureSettings = FeatureSettings(),
+    batch_size: int | None = None,
+    progress: bool = True,
+    out_dtype=np.float16,
+) -> np.ndarray:
     """Log-Mel of every row of `waveforms` [U, N] -> NumPy [U, n_mels, frames] of `out_dtype`.
 
     Every batch has the same shape (the last one is zero-padded), so each version
@@ -315,7 +357,7 @@ def extract(waveforms: np.ndarray, version: int, settings: FeatureSettings = Fea
 
     def collect():
         start, stop, result = pending.popleft()
-        out[start:stop] = np.asarray(result)[:stop - start]
+        out[start:stop] = np.asarray(result)[: stop - start]
         bar.update(stop - start)
 
     with tqdm(total=total, desc=f"log-Mel v{version}", unit="utt", disable=not progress) as bar:

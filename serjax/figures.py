@@ -34,8 +34,15 @@ def confusion(matrix, classes, path, title="") -> Path:
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{100 * rates[i, j]:.1f}\n({int(matrix[i, j])})", ha="center", va="center",
-                    fontsize=8, color="white" if rates[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{100 * rates[i, j]:.1f}\n({int(matrix[i, j])})",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if rates[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(len(classes)), classes)
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
@@ -55,9 +62,15 @@ def training_curves(records, path) -> Path:
         loss_ax.plot(xs, [np.mean([r["train_loss"] for r in epochs[e]]) for e in xs], label=fold)
         tested = [e for e in xs if "test_ua" in epochs[e][0]]
         if tested:
-            ua_ax.plot(tested, [100 * np.mean([r["test_ua"] for r in epochs[e]]) for e in tested], label=fold)
+            ua_ax.plot(
+                tested,
+                [100 * np.mean([r["test_ua"] for r in epochs[e]]) for e in tested],
+                label=fold,
+            )
     loss_ax.set(xlabel="epoch", ylabel="training focal loss", title="training loss")
-    ua_ax.set(xlabel="epoch", ylabel="test UA (%)", title="test UA (monitoring only; selects nothing)")
+    ua_ax.set(
+        xlabel="epoch", ylabel="test UA (%)", title="test UA (monitoring only; selects nothing)"
+    )
     loss_ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -68,12 +81,15 @@ def eca_weights(weights: dict, classes, path) -> Path:
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         for label, curve in zip(classes, weights[name]):
-            if curve is None:   # no test utterance of this class in the model's fold
+            if curve is None:  # no test utterance of this class in the model's fold
                 ax.plot([], [], label=f"{label} (not in this test fold)", linewidth=1.2)
                 continue
             ax.plot(np.arange(len(curve)), curve, label=label, linewidth=1.2)
-        ax.set(xlabel="channel", ylabel="sigmoid weight",
-               title=f"ECA after block {name.removeprefix('eca')}")
+        ax.set(
+            xlabel="channel",
+            ylabel="sigmoid weight",
+            title=f"ECA after block {name.removeprefix('eca')}",
+        )
     axes[0][0].legend(fontsize=8)
     return _save(fig, path)
 
@@ -86,9 +102,16 @@ def sweep_curves(rows, x_label, path, title="") -> Path:
         for name in series:
             points = [r for r in rows if r["series"] == name]
             xs = [r["x"] for r in points]
-            ax.errorbar(xs, [100 * r[metric]["mean"] for r in points],
-                        yerr=[100 * r[metric]["std"] for r in points], marker="o", capsize=2,
-                        label=name, linewidth=1.2, markersize=3)
+            ax.errorbar(
+                xs,
+                [100 * r[metric]["mean"] for r in points],
+                yerr=[100 * r[metric]["std"] for r in points],
+                marker="o",
+                capsize=2,
+                label=name,
+                linewidth=1.2,
+                markersize=3,
+            )
         ax.set(xlabel=x_label, ylabel=f"{METRIC_NAMES[metric]} (%)", title=METRIC_NAMES[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

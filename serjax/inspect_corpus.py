@@ -25,11 +25,20 @@ def summarize(listing: CorpusListing, classes) -> dict:
         "corpus": listing.name,
         "counts": {c: labels.get(c, 0) for c in classes},
         "total": len(listing.utterances),
-        "raw_labels": dict(sorted(collections.Counter(u.raw_label for u in listing.utterances).items())),
-        "sessions": dict(sorted(collections.Counter(u.session for u in listing.utterances).items())),
-        "speakers": dict(sorted(collections.Counter(u.speaker for u in listing.utterances).items())),
-        "durations": {"min": float(np.min(durations)), "mean": float(np.mean(durations)),
-                      "max": float(np.max(durations))},
+        "raw_labels": dict(
+            sorted(collections.Counter(u.raw_label for u in listing.utterances).items())
+        ),
+        "sessions": dict(
+            sorted(collections.Counter(u.session for u in listing.utterances).items())
+        ),
+        "speakers": dict(
+            sorted(collections.Counter(u.speaker for u in listing.utterances).items())
+        ),
+        "durations": {
+            "min": float(np.min(durations)),
+            "mean": float(np.mean(durations)),
+            "max": float(np.max(durations)),
+        },
         "skipped": [dataclasses.asdict(s) for s in listing.skipped],
         "excluded": listing.excluded,
         "notes": listing.notes,
@@ -46,7 +55,9 @@ def format_summary(summary: dict) -> str:
     d = summary["durations"]
     lines.append(f"durations: min {d['min']:.2f} s, mean {d['mean']:.2f} s, max {d['max']:.2f} s")
     if summary["excluded"]:
-        lines.append("excluded by design: " + ", ".join(f"{k} {v}" for k, v in summary["excluded"].items()))
+        lines.append(
+            "excluded by design: " + ", ".join(f"{k} {v}" for k, v in summary["excluded"].items())
+        )
     if summary["skipped"]:
         lines.append(f"skipped ({len(summary['skipped'])}):")
         lines.extend(f"  {s['item']}: {s['reason']}" for s in summary["skipped"])

@@ -11,15 +11,21 @@ from serjax.errors import SerjaxError
 WEIGHTINGS = ("inverse_frequency", "none")
 
 
-def class_weights(train_labels: np.ndarray, num_classes: int, weighting: str = "inverse_frequency") -> np.ndarray:
+def class_weights(
+    train_labels: np.ndarray, num_classes: int, weighting: str = "inverse_frequency"
+) -> np.ndarray:
     """w_c ∝ 1/n_c on the training fold, scaled so the mean weight over training samples is 1."""
     if weighting == "none":
         return np.ones(num_classes, np.float32)
     if weighting != "inverse_frequency":
-        raise SerjaxError(f"config field train.class_weighting: {weighting!r} is not one of {WEIGHTINGS}")
+        raise SerjaxError(
+            f"config field train.class_weighting: {weighting!r} is not one of {WEIGHTINGS}"
+        )
     counts = np.bincount(train_labels, minlength=num_classes).astype(np.float64)
     if np.any(counts == 0):
-        raise SerjaxError(f"a training fold has no sample of class(es) {np.flatnonzero(counts == 0).tolist()}")
+        raise SerjaxError(
+            f"a training fold has no sample of class(es) {np.flatnonzero(counts == 0).tolist()}"
+        )
     return (len(train_labels) / (num_classes * counts)).astype(np.float32)
 
 

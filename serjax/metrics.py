@@ -24,6 +24,10 @@ def scores(labels, predictions, num_classes: int) -> dict:
     wa = float(hits.sum() / support.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(support + predicted > 0, 2 * hits / (support + predicted), 0.0)
-    return {"ua": ua, "wa": wa, "acc": (ua + wa) / 2,
-            "f1": float(np.mean(f1[(support + predicted) > 0])),
-            "confusion": matrix.tolist()}
+    return {
+        "ua": ua,
+        "wa": wa,
+        "acc": (ua + wa) / 2,
+        "f1": float(np.mean(f1[(support + predicted) > 0])),
+        "confusion": matrix.tolist(),
+    }

@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from typing import Sequence
+from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from serjax.errors import SerjaxError
 
@@ -34,7 +34,7 @@ def channel_conv1d(pooled: jax.Array, kernel: jax.Array) -> jax.Array:
     k = kernel.shape[0]
     padded = jnp.pad(pooled, ((0, 0), (k // 2, k - 1 - k // 2)))
     channels = pooled.shape[-1]
-    return sum(kernel[j] * padded[:, j:j + channels] for j in range(k))
+    return sum(kernel[j] * padded[:, j : j + channels] for j in range(k))
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
@@ -42,13 +42,15 @@ def avg_pool_2x2(x: jax.Array) -> jax.Array:
     nn.avg_pool's result as a reshape and a mean, which XLA's CPU backend runs faster than
     nn.avg_pool's reduce_window and its gradient (results/bench/train.md)."""
     b, h, w, c = x.shape
-    x = x[:, :h - h % 2, :w - w % 2]
+    x = x[:, : h - h % 2, : w - w % 2]
     return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's)."""
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
 
 
 def _conv3x3_shifted_sum(x, kernel):
@@ -57,8 +59,10 @@ def _conv3x3_shifted_sum(x, kernel):
     convolution packs nine-element patches (2-4× slower, results/bench/layers.md)."""
     h, w = x.shape[1:3]
     padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return functools.reduce(operator.add, (padded[:, i:i + h, j:j + w] * kernel[i, j]
-                                           for i in range(3) for j in range(3)))
+    return functools.reduce(
+        operator.add,
+        (padded[:, i : i + h, j : j + w] * kernel[i, j] for i in range(3) for j in range(3)),
+    )
 
 
 @jax.custom_vjp
@@ -164,7 +168,9 @@ class BatchNormReLU(nn.Module):
         scale = self.param("scale", nn.initializers.ones, (features,))
         bias = self.param("bias", nn.initializers.zeros, (features,))
         if not train:
-            return _normalize_relu(x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias)
+            return _normalize_relu(
+                x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias
+            )
         out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
@@ -235,39 +241,59 @@ class SERCNN(nn.Module):
 def check_input_size(n_mels: int, frames: int, poolings: int = NUM_BLOCKS - 1) -> None:
     """The five 2×2 poolings need at least 32 × 32 (a smaller map pools to nothing, and the
     global average of nothing is NaN: training would run on NaN without a word)."""
-    need = 2 ** poolings
+    need = 2**poolings
     if n_mels < need:
-        raise SerjaxError(f"config field features.n_mels: {n_mels} Mel bands do not survive the model's "
-                          f"{poolings} 2×2 poolings; use at least {need}")
+        raise SerjaxError(
+            f"config field features.n_mels: {n_mels} Mel bands do not survive the model's "
+            f"{poolings} 2×2 poolings; use at least {need}"
+        )
     if frames < need:
-        raise SerjaxError(f"config field features.duration_s: {frames} frames do not survive the model's "
-                          f"{poolings} 2×2 poolings; need at least {need} frames "
-                          f"({need * 10} ms at the 10-ms hop)")
+        raise SerjaxError(
+            f"config field features.duration_s: {frames} frames do not survive the model's "
+            f"{poolings} 2×2 poolings; need at least {need} frames "
+            f"({need * 10} ms at the 10-ms hop)"
+        )
 
 
 def build_model(model_cfg, num_classes: int) -> SERCNN:
     """The model a config's `model` section describes (fields checked, errors name them)."""
     base = tuple(int(b) for b in model_cfg.base_widths)
     if len(base) != NUM_BLOCKS or min(base) < 1:
-        raise SerjaxError(f"config field model.base_widths: need {NUM_BLOCKS} positive widths, got {base}")
+        raise SerjaxError(
+            f"config field model.base_widths: need {NUM_BLOCKS} positive widths, got {base}"
+        )
     if int(model_cfg.width_scale) < 1:
-        raise SerjaxError(f"config field model.width_scale: need n >= 1, got {model_cfg.width_scale}")
+        raise SerjaxError(
+            f"config field model.width_scale: need n >= 1, got {model_cfg.width_scale}"
+        )
     widths = tuple(int(model_cfg.width_scale) * b for b in base)
     layers = tuple(int(b) for b in model_cfg.eca_layers)
     if any(not 1 <= b <= NUM_BLOCKS for b in layers) or len(set(layers)) != len(layers):
-        raise SerjaxError(f"config field model.eca_layers: need distinct blocks in 1..{NUM_BLOCKS}, got {layers}")
+        raise SerjaxError(
+            f"config field model.eca_layers: need distinct blocks in 1..{NUM_BLOCKS}, got {layers}"
+        )
     # eca_kernels (one per ECA block) wins over eca_kernel (one size for all) when given.
     kernels = tuple(model_cfg.eca_kernels) or (model_cfg.eca_kernel,) * len(layers)
     if len(kernels) != len(layers):
-        raise SerjaxError(f"config field model.eca_kernels: {len(kernels)} sizes for {len(layers)} ECA blocks")
+        raise SerjaxError(
+            f"config field model.eca_kernels: {len(kernels)} sizes for {len(layers)} ECA blocks"
+        )
     # 0 means ECA-Net's adaptive rule, from the width of the block the ECA follows.
-    kernels = tuple(int(k) if int(k) > 0 else
-                    adaptive_eca_kernel(widths[b - 1], model_cfg.eca_gamma, model_cfg.eca_b)
-                    for k, b in zip(kernels, layers))
+    kernels = tuple(
+        int(k)
+        if int(k) > 0
+        else adaptive_eca_kernel(widths[b - 1], model_cfg.eca_gamma, model_cfg.eca_b)
+        for k, b in zip(kernels, layers)
+    )
     if any(k % 2 == 0 for k in kernels):
         raise SerjaxError(f"config field model.eca_kernel: sizes must be odd, got {kernels}")
-    return SERCNN(num_classes=num_classes, widths=widths, eca_layers=layers, eca_kernels=kernels,
-                  eca_batch_norm=bool(model_cfg.eca_batch_norm))
+    return SERCNN(
+        num_classes=num_classes,
+        widths=widths,
+        eca_layers=layers,
+        eca_kernels=kernels,
+        eca_batch_norm=bool(model_cfg.eca_batch_norm),
+    )
 
 
 def count_params(params) -> int:

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from serjax.errors import SerjaxError
 
 ALL_VERSIONS = tuple(range(1, 9))
-OURS = {"model.eca_layers": (5, 6), "model.eca_kernel": 7, "model.eca_kernels": (),
-        "model.eca_batch_norm": False}
+OURS = {
+    "model.eca_layers": (5, 6),
+    "model.eca_kernel": 7,
+    "model.eca_kernels": (),
+    "model.eca_batch_norm": False,
+}
 NO_ECA = {"model.eca_layers": ()}
 # "Original ECA" (paper Fig. 7): a block after every conv block, ECA-Net's adaptive kernel,
 # BatchNorm on the pooled vector (the paper says its own block drops that BatchNorm).
-ORIGINAL = {"model.eca_layers": (1, 2, 3, 4, 5, 6), "model.eca_kernel": 0, "model.eca_kernels": (),
-            "model.eca_batch_norm": True}
+ORIGINAL = {
+    "model.eca_layers": (1, 2, 3, 4, 5, 6),
+    "model.eca_kernel": 0,
+    "model.eca_kernels": (),
+    "model.eca_batch_norm": True,
+}
 MODELS = {"cnn": NO_ECA, "original_eca": ORIGINAL, "ours": OURS}
 
 
@@ -31,27 +39,47 @@ def _version(v: int) -> dict:
 
 def fig6(widths=range(1, 9), versions=ALL_VERSIONS):
     """Width scale n × version, no ECA."""
-    return [(f"n{n}_v{v}", {**NO_ECA, "model.width_scale": n, **_version(v)}, (f"n = {n}", v))
-            for n in widths for v in versions]
+    return [
+        (f"n{n}_v{v}", {**NO_ECA, "model.width_scale": n, **_version(v)}, (f"n = {n}", v))
+        for n in widths
+        for v in versions
+    ]
 
 
 def fig7(versions=ALL_VERSIONS):
     """No ECA vs original ECA vs ours (blocks 5-6, k = 7) × version."""
-    return [(f"{name}_v{v}", {**overrides, **_version(v)}, (name, v))
-            for name, overrides in MODELS.items() for v in versions]
+    return [
+        (f"{name}_v{v}", {**overrides, **_version(v)}, (name, v))
+        for name, overrides in MODELS.items()
+        for v in versions
+    ]
 
 
 def fig8(kernels=(3, 5, 7, 9), depths=range(1, 7)):
     """ECA on the last m blocks × kernel size, version 8."""
-    return [(f"last{m}_k{k}", {**OURS, "model.eca_layers": tuple(range(7 - m, 7)),
-                               "model.eca_kernel": k, **_version(8)}, (f"k = {k}", m))
-            for m in depths for k in kernels]
+    return [
+        (
+            f"last{m}_k{k}",
+            {
+                **OURS,
+                "model.eca_layers": tuple(range(7 - m, 7)),
+                "model.eca_kernel": k,
+                **_version(8),
+            },
+            (f"k = {k}", m),
+        )
+        for m in depths
+        for k in kernels
+    ]
 
 
 def fig9(kernels=(3, 5, 7, 9), versions=ALL_VERSIONS):
     """ECA after blocks 5-6 × kernel size × version."""
-    return [(f"k{k}_v{v}", {**OURS, "model.eca_kernel": k, **_version(v)}, (f"k = {k}", v))
-            for k in kernels for v in versions]
+    return [
+        (f"k{k}_v{v}", {**OURS, "model.eca_kernel": k, **_version(v)}, (f"k = {k}", v))
+        for k in kernels
+        for v in versions
+    ]
 
 
 def _augmentation(order: str, counts=range(1, 9)):
@@ -60,8 +88,17 @@ def _augmentation(order: str, counts=range(1, 9)):
         for k in counts:
             train = tuple(range(1, k + 1)) if order == "ascending" else tuple(range(8, 8 - k, -1))
             test = 1 if order == "ascending" else 8
-            runs.append((f"{name}_{k}versions", {**overrides, "experiment.train_versions": train,
-                                                 "experiment.test_version": test}, (name, k)))
+            runs.append(
+                (
+                    f"{name}_{k}versions",
+                    {
+                        **overrides,
+                        "experiment.train_versions": train,
+                        "experiment.test_version": test,
+                    },
+                    (name, k),
+                )
+            )
     return runs
 
 
@@ -79,31 +116,48 @@ def table5(cnn_version: int = 6, augmentation=ALL_VERSIONS[::-1]):
     """The ablation: CNN (its best version in Fig. 6, v6), + original ECA, + our ECA (v8),
     + STFT augmentation (descending, all versions, test v8), + both."""
     aug = {"experiment.train_versions": tuple(augmentation), "experiment.test_version": 8}
-    rows = [("cnn", {**NO_ECA, **_version(cnn_version)}, "CNN-based model"),
-            ("original_eca", {**ORIGINAL, **_version(8)}, "+ original ECA block"),
-            ("ours", {**OURS, **_version(8)}, "+ our ECA block"),
-            ("cnn_augmentation", {**NO_ECA, **aug}, "+ STFT augmentation"),
-            ("ours_augmentation", {**OURS, **aug}, "+ STFT augmentation + our ECA block")]
+    rows = [
+        ("cnn", {**NO_ECA, **_version(cnn_version)}, "CNN-based model"),
+        ("original_eca", {**ORIGINAL, **_version(8)}, "+ original ECA block"),
+        ("ours", {**OURS, **_version(8)}, "+ our ECA block"),
+        ("cnn_augmentation", {**NO_ECA, **aug}, "+ STFT augmentation"),
+        ("ours_augmentation", {**OURS, **aug}, "+ STFT augmentation + our ECA block"),
+    ]
     return [(name, overrides, (label, None)) for name, overrides, label in rows]
 
 
 # What each sweep's figure puts on its x axis; a run's coords are (series, x).
-X_AXES = {"fig6": "STFT version", "fig7": "STFT version", "fig8": "ECA on the last m blocks",
-          "fig9": "STFT version", "fig10": "training versions (v1..vk), test v1",
-          "fig11": "training versions (v8..v(9-k)), test v8", "table5": None}
+X_AXES = {
+    "fig6": "STFT version",
+    "fig7": "STFT version",
+    "fig8": "ECA on the last m blocks",
+    "fig9": "STFT version",
+    "fig10": "training versions (v1..vk), test v1",
+    "fig11": "training versions (v8..v(9-k)), test v8",
+    "table5": None,
+}
 
 # The small variants' narrower grids (2-core CPU budget); the rest run their full grid.
 SMALL_GRIDS = {"fig6": {"widths": (1, 2, 3, 4)}}
 
-SWEEPS: dict[str, Callable] = {"fig6": fig6, "fig7": fig7, "fig8": fig8, "fig9": fig9,
-                               "fig10": fig10, "fig11": fig11, "table5": table5}
+SWEEPS: dict[str, Callable] = {
+    "fig6": fig6,
+    "fig7": fig7,
+    "fig8": fig8,
+    "fig9": fig9,
+    "fig10": fig10,
+    "fig11": fig11,
+    "table5": table5,
+}
 
 
 def expand(sweep_cfg) -> list[tuple[str, dict, tuple]]:
     """The sweep's runs: (name, overrides, (series, x)). `sweep.grid` holds keyword arguments that
     narrow a grid (e.g. the small variants' widths)."""
     if sweep_cfg.name not in SWEEPS:
-        raise SerjaxError(f"config field sweep.name: {sweep_cfg.name!r} is not one of {sorted(SWEEPS)}")
+        raise SerjaxError(
+            f"config field sweep.name: {sweep_cfg.name!r} is not one of {sorted(SWEEPS)}"
+        )
     kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in sweep_cfg.grid.items()}
     try:
         return SWEEPS[sweep_cfg.name](**kwargs)

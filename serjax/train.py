@@ -9,7 +9,8 @@ once per experiment and is reused by every fold.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,12 @@ class TrainState(train_state.TrainState):
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
     """Learning rate as a function of the epoch: lr · decay^epoch."""
-    return optax.exponential_decay(train_cfg.learning_rate, transition_steps=1,
-                                   decay_rate=train_cfg.lr_decay_per_epoch, staircase=True)
+    return optax.exponential_decay(
+        train_cfg.learning_rate,
+        transition_steps=1,
+        decay_rate=train_cfg.lr_decay_per_epoch,
+        staircase=True,
+    )
 
 
 def resolve_seed_strategy(strategy: str) -> str:
@@ -49,7 +54,9 @@ def resolve_seed_strategy(strategy: str) -> str:
     On an H200 (results/bench/gpu.md, n = 4): `unroll` 0.98-1.06×, vmap 0.08-0.19×.
     """
     if strategy not in SEED_STRATEGIES:
-        raise SerjaxError(f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}")
+        raise SerjaxError(
+            f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}"
+        )
     return "unroll" if strategy == "auto" else strategy
 
 
@@ -65,7 +72,10 @@ def _split_seeds(tree, chunk: int) -> tuple:
     (slicing leaf by leaf outside jit costs a dispatch per leaf and slice: more than a whole
     step on a GPU)."""
     seeds = jax.tree_util.tree_leaves(tree)[0].shape[0]
-    return tuple(jax.tree_util.tree_map(lambda x, s=s: x[s:s + chunk], tree) for s in range(0, seeds, chunk))
+    return tuple(
+        jax.tree_util.tree_map(lambda x, s=s: x[s : s + chunk], tree)
+        for s in range(0, seeds, chunk)
+    )
 
 
 @jax.jit
@@ -77,14 +87,18 @@ def _in_chunks(jitted: Callable, shared: tuple[int, ...], chunk: int) -> Callabl
     """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
     the outputs concatenated back along the seed axis (the split and the join are one jitted
     call each)."""
+
     def run(*args):
         seeds = _num_seeds(args, shared)
         if seeds <= chunk:
             return jitted(*args)
         pieces = {i: _split_seeds(a, chunk) for i, a in enumerate(args) if i not in shared}
-        outs = [jitted(*[a if i in shared else pieces[i][c] for i, a in enumerate(args)])
-                for c in range(-(-seeds // chunk))]
+        outs = [
+            jitted(*[a if i in shared else pieces[i][c] for i, a in enumerate(args)])
+            for c in range(-(-seeds // chunk))
+        ]
         return _join_seeds(tuple(outs))
+
     return run
 
 
@@ -97,11 +111,19 @@ def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: 
         return [args[i] if i in shared else pick(args[i]) for i in range(num_args)]
 
     if strategy == "unroll":
+
         def unrolled(*args):
             seeds = _num_seeds(args, shared)
-            outs = [fn(*per_seed_args(args, lambda tree, s=s: jax.tree_util.tree_map(lambda x: x[s], tree)))
-                    for s in range(seeds)]
+            outs = [
+                fn(
+                    *per_seed_args(
+                        args, lambda tree, s=s: jax.tree_util.tree_map(lambda x: x[s], tree)
+                    )
+                )
+                for s in range(seeds)
+            ]
             return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+
         return unrolled
 
     def mapped(*args):
@@ -110,7 +132,9 @@ def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: 
         def one(xs):
             it = iter(xs)
             return fn(*per_seed_args(args, lambda _: next(it)))
+
         return jax.lax.map(one, per_seed)
+
     return mapped
 
 
@@ -122,8 +146,15 @@ def _normalise(data, rows, mean, std):
 class Trainer:
     """The jitted steps for one model, optimizer and loss; reused across folds."""
 
-    def __init__(self, model, tx, gamma: float, num_utterances: int, seed_strategy: str = "auto",
-                 compiler_options: dict | None = None):
+    def __init__(
+        self,
+        model,
+        tx,
+        gamma: float,
+        num_utterances: int,
+        seed_strategy: str = "auto",
+        compiler_options: dict | None = None,
+    ):
         self.model = model
         self.tx = tx
         self.strategy = resolve_seed_strategy(seed_strategy)
@@ -134,11 +165,17 @@ class Trainer:
             y = labels[rows % U]
 
             def loss_fn(params):
-                logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
-                                              x, train=True, mutable=["batch_stats"])
+                logits, updates = model.apply(
+                    {"params": params, "batch_stats": state.batch_stats},
+                    x,
+                    train=True,
+                    mutable=["batch_stats"],
+                )
                 return focal_loss(logits, y, weights, gamma).mean(), (updates, logits)
 
-            (loss, (updates, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            (loss, (updates, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                state.params
+            )
             hyper = dict(state.opt_state.hyperparams, learning_rate=lr)
             state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
             state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
@@ -151,16 +188,24 @@ class Trainer:
 
         def eca_step(state, rows, data, mean, std):
             x = _normalise(data, rows, mean, std)
-            _, inter = model.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
-                                   mutable=["intermediates"])
-            return {name: value["channel_weights"][0]
-                    for name, value in inter.get("intermediates", {}).items()}
+            _, inter = model.apply(
+                {"params": state.params, "batch_stats": state.batch_stats},
+                x,
+                mutable=["intermediates"],
+            )
+            return {
+                name: value["channel_weights"][0]
+                for name, value in inter.get("intermediates", {}).items()
+            }
 
         inner = "unroll" if self.strategy == "chunks" else self.strategy
 
         def compiled(fn, shared, num_args, **jit_args):
-            jitted = jax.jit(_over_seeds(fn, inner, shared, num_args), compiler_options=compiler_options,
-                             **jit_args)
+            jitted = jax.jit(
+                _over_seeds(fn, inner, shared, num_args),
+                compiler_options=compiler_options,
+                **jit_args,
+            )
             return _in_chunks(jitted, shared, SEED_CHUNK) if self.strategy == "chunks" else jitted
 
         self.train_step = compiled(train_step, (2, 3, 4, 5, 6, 7), 8, donate_argnums=0)
@@ -169,11 +214,16 @@ class Trainer:
 
         def init_one(key, input_shape):
             variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
-            return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                     batch_stats=variables["batch_stats"], tx=tx)
+            return TrainState.create(
+                apply_fn=model.apply,
+                params=variables["params"],
+                batch_stats=variables["batch_stats"],
+                tx=tx,
+            )
 
-        self._init = jax.jit(lambda keys, shape: jax.vmap(lambda k: init_one(k, shape))(keys),
-                             static_argnums=1)
+        self._init = jax.jit(
+            lambda keys, shape: jax.vmap(lambda k: init_one(k, shape))(keys), static_argnums=1
+        )
 
     def init(self, keys: jax.Array, input_shape: tuple[int, int]) -> TrainState:
         """S freshly initialised states, stacked on axis 0 (one per key)."""
@@ -186,12 +236,14 @@ class Trainer:
         concatenating on the device would compile once per fold size."""
         outputs, sizes = [], []
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
+            chunk = rows[start : start + batch_size]
             padded = np.pad(chunk, (0, batch_size - len(chunk)))
             outputs.append(step(states, jnp.asarray(padded), data, mean, std))
             sizes.append(len(chunk))
         host = jax.device_get(outputs)
-        parts = [jax.tree_util.tree_map(lambda a, n=n: a[:, :n], out) for out, n in zip(host, sizes)]
+        parts = [
+            jax.tree_util.tree_map(lambda a, n=n: a[:, :n], out) for out, n in zip(host, sizes)
+        ]
         return jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=1), *parts)
 
     def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
@@ -204,25 +256,39 @@ class Trainer:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_trainer(model, adam: tuple, gamma: float, num_utterances: int, strategy: str,
-                    options: tuple | None) -> Trainer:
+def _cached_trainer(
+    model, adam: tuple, gamma: float, num_utterances: int, strategy: str, options: tuple | None
+) -> Trainer:
     lr, b1, b2, eps = adam
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
-    return Trainer(model, tx, gamma, num_utterances, strategy, None if options is None else dict(options))
+    return Trainer(
+        model, tx, gamma, num_utterances, strategy, None if options is None else dict(options)
+    )
 
 
 def trainer_for(model, train_cfg, num_utterances: int) -> Trainer:
     """The Trainer for this model and optimizer, shared by every run of a process that
     uses the same ones, so a sweep or a test suite compiles each step once."""
-    adam = (float(train_cfg.learning_rate), float(train_cfg.adam_b1), float(train_cfg.adam_b2),
-            float(train_cfg.adam_eps))
+    adam = (
+        float(train_cfg.learning_rate),
+        float(train_cfg.adam_b1),
+        float(train_cfg.adam_b2),
+        float(train_cfg.adam_eps),
+    )
     options = compiler_options()
-    return _cached_trainer(model, adam, float(train_cfg.focal_gamma), int(num_utterances),
-                           resolve_seed_strategy(train_cfg.seed_strategy),
-                           None if options is None else tuple(sorted(options.items())))
+    return _cached_trainer(
+        model,
+        adam,
+        float(train_cfg.focal_gamma),
+        int(num_utterances),
+        resolve_seed_strategy(train_cfg.seed_strategy),
+        None if options is None else tuple(sorted(options.items())),
+    )
 
 
-def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int) -> np.ndarray:
+def epoch_batches(
+    train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int
+) -> np.ndarray:
     """[steps, S, batch] row indices: each seed its own shuffle of the training rows, the last
     batch filled with extra rows drawn from the same seed's stream. Derived from
     (seed, fold, epoch) alone, so a resumed run draws the same batches."""
@@ -244,4 +310,3 @@ def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: in
 
 def seed_keys(seeds, fold_index: int) -> jax.Array:
     return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), fold_index) for s in seeds])
-

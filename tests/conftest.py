@@ -15,7 +15,7 @@ def tiny_config(cache_dir, **train):
     config.data.synthetic.num_utterances = 80
     config.data.synthetic.distractor_fraction = 0.1
     config.data.synthetic.scripted_fraction = 0.1
-    config.features.n_mels = 32            # 32 × 41 survives the five 2×2 poolings
+    config.features.n_mels = 32  # 32 × 41 survives the five 2×2 poolings
     config.features.duration_s = 0.4
     config.protocol.num_folds = 2
     config.model.width_scale = 1
@@ -38,5 +38,3 @@ def finished_run(cache, tmp_path_factory):
     config = tiny_config(cache, validation_fraction=0.2)
     summary = experiment.run(config, workdir, progress=False)
     return config, workdir, summary
-
-

@@ -1,34 +1,40 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from helpers import write_wav
+
 from serjax.audio import fix_length, load_fixed, read_audio
 from serjax.errors import SerjaxError
 
 
-@pytest.mark.parametrize("length,target,left,right", [
-    (10, 16, 3, 3),   # even remainder: split equally
-    (10, 17, 3, 4),   # odd remainder: the extra zero goes to the end
-    (16, 16, 0, 0),
-])
+@pytest.mark.parametrize(
+    "length,target,left,right",
+    [
+        (10, 16, 3, 3),  # even remainder: split equally
+        (10, 17, 3, 4),  # odd remainder: the extra zero goes to the end
+        (16, 16, 0, 0),
+    ],
+)
 def test_pad_is_centred(length, target, left, right):
     x = np.arange(1, length + 1, dtype=np.float32)
     y = fix_length(x, target)
     assert y.shape == (target,)
-    assert np.all(y[:left] == 0) and np.all(y[target - right:] == 0)
-    np.testing.assert_array_equal(y[left:target - right], x)
+    assert np.all(y[:left] == 0) and np.all(y[target - right :] == 0)
+    np.testing.assert_array_equal(y[left : target - right], x)
 
 
-@pytest.mark.parametrize("length,target,start", [
-    (20, 16, 2),   # cut 2 at each end
-    (21, 16, 2),   # odd excess: 2 cut at the start, 3 at the end
-    (96_001, 96_000, 0),
-])
+@pytest.mark.parametrize(
+    "length,target,start",
+    [
+        (20, 16, 2),  # cut 2 at each end
+        (21, 16, 2),  # odd excess: 2 cut at the start, 3 at the end
+        (96_001, 96_000, 0),
+    ],
+)
 def test_crop_keeps_the_middle(length, target, start):
     x = np.arange(length, dtype=np.float32)
     y = fix_length(x, target)
-    np.testing.assert_array_equal(y, x[start:start + target])
+    np.testing.assert_array_equal(y, x[start : start + target])
 
 
 def test_six_seconds_exactly(tmp_path):

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-
 from helpers import write_dialog, write_wav
+
 from serjax import features
 from serjax.audio import audio_problem, load_fixed, read_audio
 from serjax.corpora import check_audio
@@ -42,7 +42,7 @@ def test_unreadable_truncated_empty_and_nan_files(tmp_path):
     good = write_wav(tmp_path / "good.wav", seconds=1.0)
     data = good.read_bytes()
     cut = tmp_path / "cut.wav"
-    cut.write_bytes(data[:len(data) // 2])
+    cut.write_bytes(data[: len(data) // 2])
     header_only = tmp_path / "header.wav"
     header_only.write_bytes(data[:30])
     empty = tmp_path / "empty.wav"
@@ -72,7 +72,9 @@ def test_all_bad_files_listed_at_once_or_skipped(tmp_path):
     with pytest.raises(SerjaxError) as err:
         check_audio(CorpusListing("test", list(utts)), "error")
     assert "2 audio file(s)" in str(err.value)
-    assert "empty.wav: holds no samples" in str(err.value) and "broken.wav: cannot read" in str(err.value)
+    assert "empty.wav: holds no samples" in str(err.value) and "broken.wav: cannot read" in str(
+        err.value
+    )
     listing = check_audio(CorpusListing("test", list(utts)), "skip")
     assert [u.utt_id for u in listing.utterances] == ["good"]
     assert sorted(s.item for s in listing.skipped) == sorted([str(empty), str(broken)])
@@ -97,26 +99,42 @@ def test_iemocap_wav_without_label_line_is_counted(tmp_path):
 def test_empty_root_lists_every_missing_session(tmp_path):
     with pytest.raises(SerjaxError) as err:
         load_iemocap(tmp_path)
-    assert "5 problem(s)" in str(err.value) and "session 5 has no dialog/EmoEvaluation" in str(err.value)
+    assert "5 problem(s)" in str(err.value) and "session 5 has no dialog/EmoEvaluation" in str(
+        err.value
+    )
 
 
 def test_corrupted_feature_cache_is_rebuilt(tmp_path, caplog):
-    utts = [Utterance(f"u{i}", str(write_wav(tmp_path / f"u{i}.wav", seconds=0.3, seed=i, freq=200 + 50 * i)),
-                      "neu", "s", "s") for i in range(3)]
+    utts = [
+        Utterance(
+            f"u{i}",
+            str(write_wav(tmp_path / f"u{i}.wav", seconds=0.3, seed=i, freq=200 + 50 * i)),
+            "neu",
+            "s",
+            "s",
+        )
+        for i in range(3)
+    ]
     settings = features.FeatureSettings(n_mels=32, duration_s=0.4)
     first = np.array(load_features(utts, [8], settings, tmp_path / "cache", "t", progress=False)[8])
     path = cache_path(tmp_path / "cache", "t", utts, 8, settings, "float16")
-    for damage in (lambda b: b[:len(b) // 2], lambda b: b"garbage" + b[7:]):
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b"garbage" + b[7:]):
         path.write_bytes(damage(path.read_bytes()))
-        again = np.array(load_features(utts, [8], settings, tmp_path / "cache", "t", progress=False)[8])
+        again = np.array(
+            load_features(utts, [8], settings, tmp_path / "cache", "t", progress=False)[8]
+        )
         np.testing.assert_array_equal(again, first)
     assert "rebuilding it" in caplog.text
 
 
 def test_uncentred_features_for_one_version(tmp_path):
     # center = false: each version has its own frame count, so one version at a time
-    utts = [Utterance(f"u{i}", str(write_wav(tmp_path / f"u{i}.wav", seconds=0.3, seed=i)), "neu", "s", "s")
-            for i in range(2)]
+    utts = [
+        Utterance(
+            f"u{i}", str(write_wav(tmp_path / f"u{i}.wav", seconds=0.3, seed=i)), "neu", "s", "s"
+        )
+        for i in range(2)
+    ]
     settings = features.FeatureSettings(n_mels=32, duration_s=0.4, center=False)
     got = load_features(utts, [8], settings, tmp_path / "cache", "t", progress=False)[8]
     assert got.shape == (2, 32, 1 + (6400 - 800) // 160)
@@ -132,8 +150,11 @@ def test_corrupted_checkpoint_is_a_clear_error_and_other_folds_stay_intact(finis
     shutil.copytree(workdir, copy)
 
     def digest(folder):
-        return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
 
     fold0_before = digest(copy / "checkpoints" / "fold0")
     final = copy / "checkpoints" / "fold1" / str(config.train.epochs)

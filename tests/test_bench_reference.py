@@ -38,7 +38,10 @@ def _pair(width_scale=1, seed=0):
         if "var" in name:
             return jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32))
         scale = 1.0 if "scale" in name else np.sqrt(2.0 / max(1, np.prod(leaf.shape[:-1])))
-        return jnp.asarray((scale * rng.standard_normal(leaf.shape) + 0.1 * ("scale" in name)).astype(np.float32))
+        return jnp.asarray(
+            (scale * rng.standard_normal(leaf.shape) + 0.1 * ("scale" in name)).astype(np.float32)
+        )
+
     variables = jax.tree_util.tree_map_with_path(fill, shapes)
     tmodel, _ = ref.build(width_scale)
     ref.load_flax_variables(tmodel, variables)
@@ -54,7 +57,9 @@ def test_parameter_counts_equal():
 def test_forward_equal(train):
     model, variables, tmodel, x = _pair()
     if train:
-        ours, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
+        ours, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+            variables, x
+        )
         tmodel.train()
     else:
         ours = jax.jit(model.apply)(variables, x)
@@ -63,7 +68,9 @@ def test_forward_equal(train):
         theirs = tmodel(torch.from_numpy(x)).numpy()
     # float32 rounding in a training-mode BatchNorm over few values (block 6 sees 8 × 1 × 2)
     # is amplified, so the tolerance is relative to the largest logit
-    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+    np.testing.assert_allclose(
+        np.asarray(ours), theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max()
+    )
 
 
 def test_one_train_step_equal():
@@ -79,23 +86,35 @@ def test_one_train_step_equal():
         weights = np.array([1.5, 0.5, 1.0, 2.0])
 
         def loss_fn(params):
-            logits, updates = model.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                                          jnp.asarray(x), train=True, mutable=["batch_stats"])
-            return focal_loss(logits, jnp.asarray(labels), jnp.asarray(weights), 2.0).mean(), updates
+            logits, updates = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                jnp.asarray(x),
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return focal_loss(
+                logits, jnp.asarray(labels), jnp.asarray(weights), 2.0
+            ).mean(), updates
 
         tx = optax.adam(1e-3)
 
         @jax.jit
         def step(params):
             (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            return loss, updates, grads, optax.apply_updates(params, tx.update(grads, tx.init(params))[0])
+            return (
+                loss,
+                updates,
+                grads,
+                optax.apply_updates(params, tx.update(grads, tx.init(params))[0]),
+            )
 
         loss, updates, grads, new_params = step(variables["params"])
 
     opt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
     tmodel.train()
-    tloss = ref.focal_loss(tmodel(torch.from_numpy(x)), torch.from_numpy(labels),
-                           torch.from_numpy(weights), 2.0).mean()
+    tloss = ref.focal_loss(
+        tmodel(torch.from_numpy(x)), torch.from_numpy(labels), torch.from_numpy(weights), 2.0
+    ).mean()
     opt.zero_grad()
     tloss.backward()
     np.testing.assert_allclose(float(loss), float(tloss.detach()), rtol=1e-10)
@@ -106,14 +125,22 @@ def test_one_train_step_equal():
         ref.load_flax_variables(m, {"params": params, "batch_stats": batch_stats}, dtype=np.float64)
         return m
 
-    for (name, a), g in zip(tmodel.named_parameters(), as_torch(grads, variables["batch_stats"]).parameters()):
+    for (name, a), g in zip(
+        tmodel.named_parameters(), as_torch(grads, variables["batch_stats"]).parameters()
+    ):
         # a conv bias right before a training-mode BatchNorm has a true gradient of 0 (only
         # rounding is left), hence the absolute tolerance
-        np.testing.assert_allclose(a.grad.numpy(), g.detach().numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            a.grad.numpy(), g.detach().numpy(), rtol=1e-8, atol=1e-12, err_msg=name
+        )
     opt.step()
     after = as_torch(new_params, updates["batch_stats"])
     for (name, a), b in zip(tmodel.named_parameters(), after.parameters()):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-8, atol=1e-8, err_msg=name)
+        np.testing.assert_allclose(
+            a.detach().numpy(), b.detach().numpy(), rtol=1e-8, atol=1e-8, err_msg=name
+        )
     for a, b in zip(tmodel.blocks, after.blocks):
         # running means move alike (running variances differ by design: unbiased vs biased)
-        np.testing.assert_allclose(a.bn.running_mean.numpy(), b.bn.running_mean.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            a.bn.running_mean.numpy(), b.bn.running_mean.numpy(), rtol=1e-10, atol=1e-12
+        )

@@ -24,22 +24,56 @@ def _write(out: Path, name: str, data: dict) -> None:
     (out / name).write_text(json.dumps(data))
 
 
-def _files(out: Path, train_ratios=(1.2, 0.95, 1.1), feature_ratios=(3.0, 1.4), total_s=20.0, peak_mb=4300.0,
-           date=DATE):
-    _write(out, "train.json", {
-        "date": date,
-        "comparison": [{"n": n, "ratio_train_jax_over_torch": r, "ratio_train_jax_over_torch_range": [r - 0.05, r + 0.05]}
-                       for n, r in zip((1, 2, 4), train_ratios)],
-        "seed_scaling": {"auto_resolves_to": "unroll", "rows": [
-            {"S": 1, "strategy": "unroll", "ratio_over_sequence": 0.9},
-            {"S": 2, "strategy": "unroll", "ratio_over_sequence": 1.1},
-            {"S": 4, "strategy": "unroll", "ratio_over_sequence": 0.97},
-            {"S": 4, "strategy": "vmap", "ratio_over_sequence": 0.5}]}})
-    _write(out, "features.json", {"date": date, "num_utterances": 2943, "total_jax_s_all_versions": total_s,
-                                  "rows": [{"version": v + 1, "ratio_jax_over_librosa": r}
-                                           for v, r in enumerate(feature_ratios)]})
-    _write(out, "memory.json", {"date": date, "peak_rss_mb": peak_mb, "utterances": 2943, "versions": 8,
-                                "width_scale": 4})
+def _files(
+    out: Path,
+    train_ratios=(1.2, 0.95, 1.1),
+    feature_ratios=(3.0, 1.4),
+    total_s=20.0,
+    peak_mb=4300.0,
+    date=DATE,
+):
+    _write(
+        out,
+        "train.json",
+        {
+            "date": date,
+            "comparison": [
+                {
+                    "n": n,
+                    "ratio_train_jax_over_torch": r,
+                    "ratio_train_jax_over_torch_range": [r - 0.05, r + 0.05],
+                }
+                for n, r in zip((1, 2, 4), train_ratios)
+            ],
+            "seed_scaling": {
+                "auto_resolves_to": "unroll",
+                "rows": [
+                    {"S": 1, "strategy": "unroll", "ratio_over_sequence": 0.9},
+                    {"S": 2, "strategy": "unroll", "ratio_over_sequence": 1.1},
+                    {"S": 4, "strategy": "unroll", "ratio_over_sequence": 0.97},
+                    {"S": 4, "strategy": "vmap", "ratio_over_sequence": 0.5},
+                ],
+            },
+        },
+    )
+    _write(
+        out,
+        "features.json",
+        {
+            "date": date,
+            "num_utterances": 2943,
+            "total_jax_s_all_versions": total_s,
+            "rows": [
+                {"version": v + 1, "ratio_jax_over_librosa": r}
+                for v, r in enumerate(feature_ratios)
+            ],
+        },
+    )
+    _write(
+        out,
+        "memory.json",
+        {"date": date, "peak_rss_mb": peak_mb, "utterances": 2943, "versions": 8, "width_scale": 4},
+    )
     _write(out, "layers.json", {"date": date})
 
 
@@ -56,8 +90,10 @@ def test_goals_are_checked_against_the_files(tmp_path):
     assert goals["CPU train throughput vs PyTorch eager, n = 2"]["value"] == "0.95×"
     # seeds: only the strategy `auto` uses, only S >= 2
     seeds = {name: m for name, m in met.items() if "seeds" in name}
-    assert seeds == {"CPU: S = 2 seeds (`auto` = unroll) vs S single-seed runs": True,
-                     "CPU: S = 4 seeds (`auto` = unroll) vs S single-seed runs": False}
+    assert seeds == {
+        "CPU: S = 2 seeds (`auto` = unroll) vs S single-seed runs": True,
+        "CPU: S = 4 seeds (`auto` = unroll) vs S single-seed runs": False,
+    }
     assert met["features: JAX vs librosa, every version"] is False  # v2 at 1.4
     assert "v2" in goals["features: JAX vs librosa, every version"]["value"]
     assert met["features: all 8 versions of 2943 utterances"] is True
@@ -70,12 +106,29 @@ def test_goals_are_checked_against_the_files(tmp_path):
 def test_a_finished_gpu_run_is_judged_and_an_unfinished_one_is_not(tmp_path):
     _files(tmp_path)
     device = {"device": "NVIDIA H100"}
-    _write(tmp_path, "gpu-run.json", {"date": DATE, "finished": False, "wall_time_s": 300.0, "epochs_done": 399,
-                                      "epochs_total": 750, "stopped_why": "time budget", "device": device,
-                                      "projection": {"projected_wall_time_s": 571.5}})
+    _write(
+        tmp_path,
+        "gpu-run.json",
+        {
+            "date": DATE,
+            "finished": False,
+            "wall_time_s": 300.0,
+            "epochs_done": 399,
+            "epochs_total": 750,
+            "stopped_why": "time budget",
+            "device": device,
+            "projection": {"projected_wall_time_s": 571.5},
+        },
+    )
     goal = _by_goal(run_all.check_goals(tmp_path))["GPU: full default run on NVIDIA H100"]
-    assert goal["met"] is None and "projected 572 s" in goal["note"] and "399 of 750" in goal["note"]
-    _write(tmp_path, "gpu-run.json", {"date": DATE, "finished": True, "wall_time_s": 640.0, "device": device})
+    assert (
+        goal["met"] is None and "projected 572 s" in goal["note"] and "399 of 750" in goal["note"]
+    )
+    _write(
+        tmp_path,
+        "gpu-run.json",
+        {"date": DATE, "finished": True, "wall_time_s": 640.0, "device": device},
+    )
     goal = _by_goal(run_all.check_goals(tmp_path))["GPU: full default run on NVIDIA H100"]
     assert goal["met"] is False and goal["value"] == "640 s"
 
@@ -90,11 +143,17 @@ def test_missing_and_broken_files_are_reported_not_raised(tmp_path):
 def test_one_run_only_when_every_cpu_benchmark_falls_in_the_window(tmp_path):
     _files(tmp_path)
     dates = run_all.check_goals(tmp_path)["cpu_dates"]
-    assert run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is True
-    assert run_all.one_run(dates, ("2026-01-02T03:30:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+    assert (
+        run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is True
+    )
+    assert (
+        run_all.one_run(dates, ("2026-01-02T03:30:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+    )
     assert run_all.one_run(dates, None) is None
     del dates["layers"]
-    assert run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+    assert (
+        run_all.one_run(dates, ("2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00")) is False
+    )
 
 
 def test_summary_only_writes_json_and_markdown(tmp_path, capsys):
@@ -109,10 +168,14 @@ def test_summary_only_writes_json_and_markdown(tmp_path, capsys):
 
 def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch):
     ok, bad = tmp_path / "ok.py", tmp_path / "bad.py"
-    ok.write_text("import sys, json, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
-                  "(out / 'layers.json').write_text(json.dumps({'date': '2026-01-01T00:00:00+00:00'}))\n")
+    ok.write_text(
+        "import sys, json, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
+        "(out / 'layers.json').write_text(json.dumps({'date': '2026-01-01T00:00:00+00:00'}))\n"
+    )
     bad.write_text("raise SystemExit(3)\n")
-    monkeypatch.setattr(run_all, "BENCHMARKS", {"bad": ([str(bad)], "x.json"), "ok": ([str(ok)], "layers.json")})
+    monkeypatch.setattr(
+        run_all, "BENCHMARKS", {"bad": ([str(bad)], "x.json"), "ok": ([str(ok)], "layers.json")}
+    )
     assert run_all.main(["--out", str(tmp_path)]) == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["name"], r["returncode"]) for r in summary["runs"]] == [("bad", 3), ("ok", 0)]
@@ -124,8 +187,12 @@ def test_a_failing_benchmark_does_not_stop_the_others(tmp_path, monkeypatch):
 def _python_in_repo(*args) -> str:
     """Run python with these arguments in the repository on the CPU; its stdout (fails on an
     error exit, showing stderr's end)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}")
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"
+    )
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -142,11 +209,22 @@ def test_a_recheck_keeps_the_record_of_the_run_that_wrote_the_files(tmp_path):
     _files(tmp_path)
     window = ["2026-01-02T03:00:00+00:00", "2026-01-02T04:00:00+00:00"]
     runs = [{"name": name, "returncode": 0, "wall_time_s": 1.0} for name in run_all.BENCHMARKS]
-    _write(tmp_path, "summary.json", {"window": window, "runs": runs, "machine": {
-        "cpu": "the run's", "cores": 2, "platform": "x", "python": "3"}})
+    _write(
+        tmp_path,
+        "summary.json",
+        {
+            "window": window,
+            "runs": runs,
+            "machine": {"cpu": "the run's", "cores": 2, "platform": "x", "python": "3"},
+        },
+    )
     assert run_all.main(["--summary-only", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["one_run"] is True and summary["runs"] == runs and summary["machine"]["cpu"] == "the run's"
+    assert (
+        summary["one_run"] is True
+        and summary["runs"] == runs
+        and summary["machine"]["cpu"] == "the run's"
+    )
     assert "come from that one run" in (tmp_path / "summary.md").read_text()
     # a benchmark rerun alone afterwards: its file is no longer from that run
     _files(tmp_path, date="2026-01-05T00:00:00+00:00")
@@ -176,15 +254,25 @@ ENTRY %main {
 
 def test_the_profiler_reads_block_and_pass_from_the_hlo():
     index = profile_step.hlo_index(HLO)
-    assert index["broadcast_add_fusion.5"] == {"shape": "f32[32,64,601,16]", "opcode": "fusion",
-                                               "block": "block1", "pass": "forward"}
-    assert index["convolution.4"]["block"] == "block2" and index["convolution.4"]["pass"] == "backward"
+    assert index["broadcast_add_fusion.5"] == {
+        "shape": "f32[32,64,601,16]",
+        "opcode": "fusion",
+        "block": "block1",
+        "pass": "forward",
+    }
+    assert (
+        index["convolution.4"]["block"] == "block2" and index["convolution.4"]["pass"] == "backward"
+    )
     assert index["copy.91"]["block"] == profile_step.UNNAMED
     assert index["tuple.1"]["block"] == profile_step.OTHER
-    found = [("t0", "broadcast_add_fusion.5", 4_000_000), ("t1", "broadcast_add_fusion.5", 2_000_000),
-             ("t0", "convolution.4", 1_000_000)]
-    out = profile_step.summarise(found, {"t0": 5_000_000, "t1": 2_000_000}, index, steps=2, wall_ms=3.0,
-                                 threads=2, top=5)
+    found = [
+        ("t0", "broadcast_add_fusion.5", 4_000_000),
+        ("t1", "broadcast_add_fusion.5", 2_000_000),
+        ("t0", "convolution.4", 1_000_000),
+    ]
+    out = profile_step.summarise(
+        found, {"t0": 5_000_000, "t1": 2_000_000}, index, steps=2, wall_ms=3.0, threads=2, top=5
+    )
     block1 = next(b for b in out["by_block"] if b["block"] == "block1")
     assert block1["forward_ms"] == 3.0 and block1["backward_ms"] == 0.0
     assert out["by_kind"][0] == {"kind": "broadcast_add_fusion", "ms": 3.0}
@@ -193,8 +281,22 @@ def test_the_profiler_reads_block_and_pass_from_the_hlo():
 
 
 def test_the_profiler_runs_the_real_step(tmp_path):
-    _python_in_repo("bench/profile_step.py", "--widths", "1", "--input", "32", "40", "--batch-size", "4",
-                    "--steps", "2", "--warmup", "1", "--out", str(tmp_path))
+    _python_in_repo(
+        "bench/profile_step.py",
+        "--widths",
+        "1",
+        "--input",
+        "32",
+        "40",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     res = json.loads((tmp_path / "profile.json").read_text())
     (profile,) = res["profiles"]
     blocks = {b["block"] for b in profile["by_block"]}

@@ -13,7 +13,7 @@ import pytest
 
 from serjax import cpu_tuning
 from serjax.errors import SerjaxError
-from serjax.model import BatchNormReLU, Conv3x3, SERCNN, avg_pool_2x2, he_normal
+from serjax.model import SERCNN, BatchNormReLU, Conv3x3, avg_pool_2x2, he_normal
 from serjax.train import Trainer, seed_keys
 
 RNG = np.random.default_rng(3)
@@ -25,8 +25,11 @@ class FlaxBatchNormReLU(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                                    name="BatchNorm_0")(x))
+        return nn.relu(
+            nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5, name="BatchNorm_0"
+            )(x)
+        )
 
 
 class Fused(nn.Module):
@@ -49,14 +52,23 @@ def test_batch_norm_relu_matches_flax_outputs_gradients_and_running_stats():
     v_fused = fused.init(jax.random.PRNGKey(0), x, False)
     _close(v_ref, v_fused)  # same parameter and statistics names, shapes, initial values
     # non-trivial scale and bias, so their gradients are exercised
-    params = {"BatchNorm_0": {"scale": jnp.asarray(RNG.normal(1, 0.3, 5), jnp.float32),
-                              "bias": jnp.asarray(RNG.normal(0, 0.5, 5), jnp.float32)}}
+    params = {
+        "BatchNorm_0": {
+            "scale": jnp.asarray(RNG.normal(1, 0.3, 5), jnp.float32),
+            "bias": jnp.asarray(RNG.normal(0, 0.5, 5), jnp.float32),
+        }
+    }
 
     def loss(model, variables):
         def f(p, x_):
-            y, upd = model.apply({"params": p, "batch_stats": variables["batch_stats"]}, x_, True,
-                                 mutable=["batch_stats"])
+            y, upd = model.apply(
+                {"params": p, "batch_stats": variables["batch_stats"]},
+                x_,
+                True,
+                mutable=["batch_stats"],
+            )
             return jnp.sum(y * cot), (y, upd)
+
         (value, (y, upd)), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, x)
         return value, y, upd, grads
 
@@ -65,7 +77,10 @@ def test_batch_norm_relu_matches_flax_outputs_gradients_and_running_stats():
     assert float(jnp.abs(out_fused[3][1]).max()) > 0  # the input gradient is not trivially zero
     # eval mode uses the running statistics
     stats = out_ref[2]
-    _close(ref.apply({"params": params, **stats}, x, False), fused.apply({"params": params, **stats}, x, False))
+    _close(
+        ref.apply({"params": params, **stats}, x, False),
+        fused.apply({"params": params, **stats}, x, False),
+    )
 
 
 def test_batch_norm_relu_statistics_outputs_have_their_gradients():
@@ -93,7 +108,10 @@ def test_avg_pool_matches_flax_forward_and_backward(shape):
     ref = lambda x_: nn.avg_pool(x_, (2, 2), strides=(2, 2))  # noqa: E731
     _close(ref(x), avg_pool_2x2(x))
     cot = jnp.asarray(RNG.normal(size=ref(x).shape), jnp.float32)
-    _close(jax.grad(lambda x_: jnp.sum(ref(x_) * cot))(x), jax.grad(lambda x_: jnp.sum(avg_pool_2x2(x_) * cot))(x))
+    _close(
+        jax.grad(lambda x_: jnp.sum(ref(x_) * cot))(x),
+        jax.grad(lambda x_: jnp.sum(avg_pool_2x2(x_) * cot))(x),
+    )
 
 
 @pytest.mark.parametrize("channels_in", [1, 3])
@@ -105,8 +123,12 @@ def test_conv3x3_matches_flax_conv_parameters_outputs_and_gradients(channels_in)
     ref, ours = nn.Conv(5, (3, 3), padding="SAME", kernel_init=he_normal), Conv3x3(5)
     v_ref, v_ours = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
     _close(v_ref, v_ours, rtol=0, atol=0)
-    params = {"params": {"kernel": v_ref["params"]["kernel"],
-                         "bias": jnp.asarray(RNG.normal(size=5), jnp.float32)}}
+    params = {
+        "params": {
+            "kernel": v_ref["params"]["kernel"],
+            "bias": jnp.asarray(RNG.normal(size=5), jnp.float32),
+        }
+    }
     cot = jnp.asarray(RNG.normal(size=(2, 7, 10, 5)), jnp.float32)
 
     def outputs_and_grads(model):
@@ -116,8 +138,13 @@ def test_conv3x3_matches_flax_conv_parameters_outputs_and_gradients(channels_in)
     _close(outputs_and_grads(ref), outputs_and_grads(ours), rtol=1e-5, atol=1e-5)
     # the borders: a map of ones and a kernel of ones count each output's in-image neighbours
     ones = jnp.ones((1, 4, 5, channels_in), jnp.float32)
-    counts = ours.apply({"params": {"kernel": jnp.ones((3, 3, channels_in, 5)), "bias": jnp.zeros(5)}}, ones)
-    assert float(counts[0, 0, 0, 0]) == 4 * channels_in and float(counts[0, 1, 1, 0]) == 9 * channels_in
+    counts = ours.apply(
+        {"params": {"kernel": jnp.ones((3, 3, channels_in, 5)), "bias": jnp.zeros(5)}}, ones
+    )
+    assert (
+        float(counts[0, 0, 0, 0]) == 4 * channels_in
+        and float(counts[0, 1, 1, 0]) == 9 * channels_in
+    )
 
 
 def test_block_one_forward_is_the_shifted_sum_on_the_cpu():
@@ -153,7 +180,9 @@ def test_cpu_compiler_options_give_the_same_train_steps():
         stats = []
         for step in range(3):
             rows = jnp.asarray(np.arange(8 * step, 8 * step + 8)[None])
-            states, s = trainer.train_step(states, rows, data, labels, weights, mean, std, jnp.float32(0.1))
+            states, s = trainer.train_step(
+                states, rows, data, labels, weights, mean, std, jnp.float32(0.1)
+            )
             stats.append(s)
         runs.append((stats, states.params, states.batch_stats))
     _close(runs[0], runs[1], rtol=1e-4, atol=1e-5)
@@ -185,15 +214,18 @@ def test_huge_pages_are_asked_for_only_where_glibc_and_the_kernel_can_give_them(
     env = cpu_tuning.huge_pages_env
     linux, ok = "linux", (2, 36)
     assert env({}, linux, "madvise", ok) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
-    assert env({"SERJAX_MALLOC": "HugePages"}, linux, "madvise", ok) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert env({"SERJAX_MALLOC": "HugePages"}, linux, "madvise", ok) == {
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"
+    }
     # other tunables are kept; one already naming hugetlb is left alone
     assert env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, linux, "madvise", ok) == {
-        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    }
     assert env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, linux, "madvise", ok) is None
     for mode in ("default", "tuned"):
         assert env({"SERJAX_MALLOC": mode}, linux, "madvise", ok) is None
     assert env({}, "darwin", "madvise", ok) is None
-    assert env({}, linux, "always", ok) is None       # the kernel already does it
+    assert env({}, linux, "always", ok) is None  # the kernel already does it
     assert env({}, linux, "never", ok) is None
     assert env({}, linux, None, ok) is None
     assert env({}, linux, "madvise", (2, 34)) is None  # the tunable came with glibc 2.35
@@ -219,20 +251,32 @@ def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path)
         "print('start', flush=True)\n"
         "cpu_tuning.reexec_with_huge_pages()\n"
         "print(json.dumps({'tunables': os.environ.get('GLIBC_TUNABLES'), 'argv': sys.argv[1:],\n"
-        "                  'on': cpu_tuning.huge_pages_state()['on']}))\n")
+        "                  'on': cpu_tuning.huge_pages_state()['on']}))\n"
+    )
 
     def run(**extra):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("GLIBC_TUNABLES", "SERJAX_MALLOC", "SERJAX_REEXECUTED")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("GLIBC_TUNABLES", "SERJAX_MALLOC", "SERJAX_REEXECUTED")
+        }
         # this checkout's serjax, however (or whether) it is installed
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        out = subprocess.run([sys.executable, str(script), "a", "--b=1"], env={**env, **extra},
-                             capture_output=True, text=True, timeout=120, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, str(script), "a", "--b=1"],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         return out.count("start"), json.loads(out.strip().splitlines()[-1])
 
     import json
 
-    expected = cpu_tuning.huge_pages_env({}, sys.platform, cpu_tuning._thp_mode(), cpu_tuning._glibc_version())
+    expected = cpu_tuning.huge_pages_env(
+        {}, sys.platform, cpu_tuning._thp_mode(), cpu_tuning._glibc_version()
+    )
     starts, shown = run()
     assert shown["argv"] == ["a", "--b=1"]
     if expected:
@@ -249,9 +293,15 @@ def test_launch_names_a_bad_malloc_setting_in_one_line():
     from pathlib import Path
 
     launch = Path(__file__).resolve().parents[1] / "launch.py"
-    res = subprocess.run([sys.executable, str(launch), "--help"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "SERJAX_MALLOC": "fast"})
+    res = subprocess.run(
+        [sys.executable, str(launch), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SERJAX_MALLOC": "fast"},
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', 'tuned', "
-        "'default') (unset: hugepages)"]
+        "'default') (unset: hugepages)"
+    ]

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import EPOCHS, tiny_config
 
 from serjax import experiment
 from serjax.cli import evaluate
@@ -19,29 +20,37 @@ from serjax.corpora.records import Utterance
 from serjax.data import assign_folds, stratified_kfold, validation_split
 from serjax.errors import SerjaxError
 
-from conftest import EPOCHS, tiny_config
-
 
 def test_run_writes_everything(finished_run):
     config, workdir, summary = finished_run
-    for name in ("config.json", "corpus.json", "folds.json", "metrics.jsonl", "summary.json",
-                 "report.md", "folds/fold0.json", "folds/fold1.json"):
+    for name in (
+        "config.json",
+        "corpus.json",
+        "folds.json",
+        "metrics.jsonl",
+        "summary.json",
+        "report.md",
+        "folds/fold0.json",
+        "folds/fold1.json",
+    ):
         assert (workdir / name).is_file(), name
     records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * EPOCHS
     assert sorted({(r["fold"], r["epoch"]) for r in records}) == [
-        (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)]
+        (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)
+    ]
     assert all(np.isfinite(r["train_loss"]) and "test_ua" in r and "val_ua" in r for r in records)
     assert summary["num_utterances"] == 80 and summary["protocol"] == "stratified_kfold"
     assert summary["selection"] == "last epoch"
     for m in ("ua", "wa", "acc", "f1"):
         assert 0.0 <= summary[m]["mean"] <= 1.0
     assert summary["acc"]["mean"] == pytest.approx(
-        np.mean([(f["ua"] + f["wa"]) / 2 for f in summary["per_fold"]]))
+        np.mean([(f["ua"] + f["wa"]) / 2 for f in summary["per_fold"]])
+    )
     assert np.sum(summary["confusion"]) == 80
     # the learning rate decays per epoch, from the Optax schedule
     lrs = [r["lr"] for r in records if r["fold"] == "fold0"]
-    np.testing.assert_allclose(lrs, [1e-3 * 0.97 ** e for e in range(EPOCHS)], rtol=1e-6)
+    np.testing.assert_allclose(lrs, [1e-3 * 0.97**e for e in range(EPOCHS)], rtol=1e-6)
     best = summary["best_val"]
     assert "validation" in best["selection"]
     fold0 = json.loads((workdir / "folds/fold0.json").read_text())
@@ -49,7 +58,7 @@ def test_run_writes_everything(finished_run):
     np.testing.assert_allclose(np.sum(fold0["probabilities"], axis=-1), 1.0, atol=1e-4)
     # ECA channel weights (Fig. 14): per block, seed and class, one sigmoid weight per channel
     assert sorted(fold0["eca_weights"]) == ["eca5", "eca6"]
-    eca6 = np.array(fold0["eca_weights"]["eca6"], float)        # [seeds, classes, channels]
+    eca6 = np.array(fold0["eca_weights"]["eca6"], float)  # [seeds, classes, channels]
     assert eca6.shape == (1, 4, 8) and np.all((eca6 > 0) & (eca6 < 1))
     assert summary["eca_weights"]["eca6"] == fold0["eca_weights"]["eca6"][0]
     assert summary["eca_weights_model"] == {"fold": "fold0", "seed": 0}
@@ -78,8 +87,9 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
         if epoch_dir.name.isdigit() and int(epoch_dir.name) > 2:
             shutil.rmtree(epoch_dir)
     from serjax.checkpoints import FoldCheckpoints
+
     kept = FoldCheckpoints(resumed / "checkpoints" / "fold1")
-    assert kept.latest_epoch() == 2       # so the run below resumes from a checkpoint
+    assert kept.latest_epoch() == 2  # so the run below resumes from a checkpoint
     kept.close()
     again = experiment.run(config, resumed, progress=False)
     for m in ("ua", "wa", "acc", "f1"):
@@ -92,13 +102,16 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
         assert second["probabilities"] == first["probabilities"]
         assert second["best_val"] == first["best_val"]
     records = [json.loads(l) for l in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * EPOCHS   # the replayed epochs are logged once
+    assert len(records) == 2 * EPOCHS  # the replayed epochs are logged once
     # the wall time counts both invocations: the first one's seconds are kept, not overwritten
     first = json.loads((workdir / "wall_time.json").read_text())
     both = json.loads((resumed / "wall_time.json").read_text())
     assert both["invocations"][0] == first["invocations"][0]
     assert both["invocations"][1]["folds_trained"] == ["fold1"]
-    assert again["invocations"] == 2 and again["wall_time_s"] == both["total_s"] > summary["wall_time_s"]
+    assert (
+        again["invocations"] == 2
+        and again["wall_time_s"] == both["total_s"] > summary["wall_time_s"]
+    )
     assert "over 2 invocations" in (resumed / "report.md").read_text()
 
 
@@ -126,14 +139,19 @@ def test_best_epoch_survives_a_checkpoint_round_trip_exactly(tmp_path):
     _, extras = checkpoints.restore(1, states, experiment.best_extras(experiment.new_best(2)))
     checkpoints.close()
     restored = experiment.best_from_extras(extras)
-    assert restored["score"].tolist() == [0.7123456789, 0.3] and restored["epoch"].tolist() == [1, 1]
+    assert restored["score"].tolist() == [0.7123456789, 0.3] and restored["epoch"].tolist() == [
+        1,
+        1,
+    ]
     after, improved = experiment.update_best(restored, [0.7123456789, 0.5], epoch=2)
     assert improved.tolist() == [False, True] and after["epoch"].tolist() == [1, 2]
 
 
 def test_same_config_and_seed_give_identical_metrics(finished_run, cache, tmp_path):
     config, workdir, summary = finished_run
-    again = experiment.run(tiny_config(cache, validation_fraction=0.2), tmp_path / "again", progress=False)
+    again = experiment.run(
+        tiny_config(cache, validation_fraction=0.2), tmp_path / "again", progress=False
+    )
     for key in ("ua", "wa", "acc", "f1", "per_fold", "per_seed", "confusion", "best_val"):
         assert again[key] == summary[key], key
     first = json.loads((workdir / "folds" / "fold1.json").read_text())["probabilities"]
@@ -162,8 +180,12 @@ def test_seeds_run_together_equal_seeds_run_alone(cache, tmp_path, strategy):
     alone_config.seed = num_seeds - 1
     alone = experiment.run(alone_config, tmp_path / "alone", progress=False)
     assert both["per_seed"][-1]["seed"] == alone["per_seed"][0]["seed"] == num_seeds - 1
-    p_both = np.array(json.loads((tmp_path / "both/folds/fold0.json").read_text())["probabilities"])[[0, -1]]
-    p_alone = np.array(json.loads((tmp_path / "alone/folds/fold0.json").read_text())["probabilities"][0])
+    p_both = np.array(
+        json.loads((tmp_path / "both/folds/fold0.json").read_text())["probabilities"]
+    )[[0, -1]]
+    p_alone = np.array(
+        json.loads((tmp_path / "alone/folds/fold0.json").read_text())["probabilities"][0]
+    )
     # Vmapped convolutions round differently from plain ones, so equal means within float
     # noise (seen: 6e-4 after two epochs), far below the gap between two seeds (seen: 0.04).
     # Predicted labels are not compared: this tiny model's outputs sit near 1/4, where such
@@ -171,7 +193,7 @@ def test_seeds_run_together_equal_seeds_run_alone(cache, tmp_path, strategy):
     # (lax.map compiles the step as a loop body, which XLA also fuses differently.)
     gap = np.abs(p_both[1] - p_alone).max()
     if strategy in ("unroll", "chunks"):
-        assert gap == 0          # the same single-seed computation, written out per seed
+        assert gap == 0  # the same single-seed computation, written out per seed
     assert gap < 3e-3
     assert np.abs(p_both[0] - p_alone).max() > 5 * gap
 
@@ -181,7 +203,9 @@ def utterances(speakers_per_session=2, per_speaker=6):
     for s in range(1, 6):
         for g in "FM"[:speakers_per_session]:
             for i in range(per_speaker):
-                out.append(Utterance(f"Ses0{s}_{g}{i}", "p", "abcd"[i % 4], f"Ses0{s}_{g}", f"Ses0{s}"))
+                out.append(
+                    Utterance(f"Ses0{s}_{g}{i}", "p", "abcd"[i % 4], f"Ses0{s}_{g}", f"Ses0{s}")
+                )
     return out
 
 
@@ -197,7 +221,9 @@ def test_stratified_kfold_balances_classes_and_sizes():
     np.testing.assert_array_equal(folds, stratified_kfold(labels, 5, seed=0))
 
 
-@pytest.mark.parametrize("protocol,num", [("leave_one_session_out", 5), ("leave_one_speaker_out", 10)])
+@pytest.mark.parametrize(
+    "protocol,num", [("leave_one_session_out", 5), ("leave_one_speaker_out", 10)]
+)
 def test_speaker_independent_protocols_never_share_a_speaker(protocol, num):
     utts = utterances()
     labels = np.array(["abcd".index(u.label) for u in utts])
@@ -212,7 +238,7 @@ def test_speaker_independent_protocols_never_share_a_speaker(protocol, num):
 
 
 def test_speaker_kfold_keeps_speakers_whole_and_folds_balanced():
-    utts = utterances(per_speaker=6) + utterances(per_speaker=3)[:12]   # unequal speakers
+    utts = utterances(per_speaker=6) + utterances(per_speaker=3)[:12]  # unequal speakers
     labels = np.array(["abcd".index(u.label) for u in utts])
     cfg = base_config().protocol
     cfg.name, cfg.num_folds = "speaker_kfold", 3
@@ -240,40 +266,48 @@ def test_protocols_refuse_a_corpus_without_speakers():
 
 def test_leave_one_session_out_refuses_a_speaker_in_two_sessions():
     # recording days sharing speakers (a manifest's session column): not speaker-independent
-    utts = [Utterance(f"u{i}", "p", "abcd"[i % 4], f"spk{i % 2}", f"day{i // 4 % 2}") for i in range(16)]
+    utts = [
+        Utterance(f"u{i}", "p", "abcd"[i % 4], f"spk{i % 2}", f"day{i // 4 % 2}") for i in range(16)
+    ]
     labels = np.arange(16) % 4
     cfg = base_config().protocol
     cfg.name = "leave_one_session_out"
-    with pytest.raises(SerjaxError, match=r"protocol.name: .*2 speaker\(s\) in both training and test "
-                                          r"folds \('spk0' in sessions 'day0', 'day1'"):
+    with pytest.raises(
+        SerjaxError,
+        match=r"protocol.name: .*2 speaker\(s\) in both training and test "
+        r"folds \('spk0' in sessions 'day0', 'day1'",
+    ):
         assign_folds(utts, labels, cfg, seed=0)
     # speakers unknown: allowed, and the report says independence is not verified
     unknown = [dataclasses.replace(u, speaker="") for u in utts]
     folds, names = assign_folds(unknown, labels, cfg, seed=0)
     assert names == ["day0", "day1"]
     from serjax.report import protocol_note
+
     assert "not verified" in protocol_note({"protocol": cfg.name, "speakers_known": False})
-    assert protocol_note({"protocol": cfg.name, "speakers_known": True, "per_fold": [{}, {}]}) == \
-        "leave-one-session-out (speaker-independent), 2 folds"
+    assert (
+        protocol_note({"protocol": cfg.name, "speakers_known": True, "per_fold": [{}, {}]})
+        == "leave-one-session-out (speaker-independent), 2 folds"
+    )
 
 
 def test_validation_split_holds_out_whole_speakers_under_speaker_protocols():
-    utts = utterances()                                  # 5 sessions × 2 speakers × 6
+    utts = utterances()  # 5 sessions × 2 speakers × 6
     labels = np.array(["abcd".index(u.label) for u in utts])
     speakers = [u.speaker for u in utts]
-    train = np.flatnonzero([u.session != "Ses01" for u in utts])   # leave-one-session-out, fold 0
+    train = np.flatnonzero([u.session != "Ses01" for u in utts])  # leave-one-session-out, fold 0
     fit, val = validation_split(train, labels, 0.2, seed=3, speakers=speakers)
     fit_speakers, val_speakers = {speakers[i] for i in fit}, {speakers[i] for i in val}
     assert val_speakers and not fit_speakers & val_speakers
     assert sorted(np.concatenate([fit, val]).tolist()) == train.tolist()
-    assert len(val) >= 0.2 * len(train) and len(val_speakers) == 2     # 6 of 48 per speaker: two
+    assert len(val) >= 0.2 * len(train) and len(val_speakers) == 2  # 6 of 48 per speaker: two
     with pytest.raises(SerjaxError, match="one speaker"):
         validation_split(np.arange(6), labels, 0.2, seed=0, speakers=speakers)
 
 
 def test_validation_split_leaves_every_class_in_the_fit_set():
     labels = np.array([0] * 20 + [1] * 20 + [2] * 2)
-    train = np.array([i for i in range(42) if i != 41])     # class 2 has one training utterance
+    train = np.array([i for i in range(42) if i != 41])  # class 2 has one training utterance
     fit, val = validation_split(train, labels, 0.1, seed=0)
     assert set(labels[fit]) == {0, 1, 2} and set(labels[val]) == {0, 1}
     assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == len(train)
@@ -283,7 +317,9 @@ def test_normalisation_kinds():
     from serjax.data import band_statistics, normalisation_of
 
     rng = np.random.default_rng(0)
-    array = rng.normal(size=(10, 4, 7)) * np.arange(1, 5)[None, :, None] + np.arange(4)[None, :, None]
+    array = (
+        rng.normal(size=(10, 4, 7)) * np.arange(1, 5)[None, :, None] + np.arange(4)[None, :, None]
+    )
     idx = np.arange(6)
     mean, std = band_statistics([array], idx, "per_band")
     np.testing.assert_allclose(mean, array[:6].mean(axis=(0, 2)), rtol=1e-5)
@@ -302,24 +338,26 @@ def test_normalisation_kinds():
 
 def test_workdir_config_check_names_fields_and_accepts_added_defaults():
     saved = experiment._comparable(base_config())
-    del saved["data"]["normalisation"]          # a run saved before the field existed
+    del saved["data"]["normalisation"]  # a run saved before the field existed
     assert experiment.config_differences(saved, experiment._comparable(base_config())) == []
     changed = base_config()
     changed.data.normalisation = "none"
     changed.train.epochs = 7
-    assert experiment.config_differences(saved, experiment._comparable(changed)) == \
-        ["data.normalisation", "train.epochs"]
+    assert experiment.config_differences(saved, experiment._comparable(changed)) == [
+        "data.normalisation",
+        "train.epochs",
+    ]
 
 
 def test_an_untrained_start_may_change_config_but_a_run_may_not(tmp_path):
     first, second = base_config(), base_config()
-    second.data.on_bad_file = "skip"                 # e.g. after the first start listed bad files
+    second.data.on_bad_file = "skip"  # e.g. after the first start listed bad files
     experiment.check_workdir_config(first, tmp_path)
     (tmp_path / "folds.json").write_text("{}")
-    experiment.check_workdir_config(second, tmp_path)          # nothing trained: starts over
+    experiment.check_workdir_config(second, tmp_path)  # nothing trained: starts over
     saved = json.loads((tmp_path / "config.json").read_text())["config"]
     assert saved["data"]["on_bad_file"] == "skip" and not (tmp_path / "folds.json").exists()
-    (tmp_path / "summary.json").write_text("{}")                # a finished run is never replaced
+    (tmp_path / "summary.json").write_text("{}")  # a finished run is never replaced
     with pytest.raises(SerjaxError, match="fields that differ: data.on_bad_file"):
         experiment.check_workdir_config(first, tmp_path)
 
@@ -331,7 +369,7 @@ def test_small_folds_and_bad_sizes():
     # a fold of 5 utterances fills its batch of 16 by drawing again (with replacement)
     batches = epoch_batches(np.arange(5), 16, [0, 1], fold_index=0, epoch=0)
     assert batches.shape == (1, 2, 16) and set(batches.ravel()) == set(range(5))
-    assert sorted(batches[0, 0, :5]) == list(range(5))    # every utterance once, then the fill
+    assert sorted(batches[0, 0, :5]) == list(range(5))  # every utterance once, then the fill
     with pytest.raises(SerjaxError, match="train.batch_size"):
         epoch_batches(np.arange(5), 0, [0], 0, 0)
     check_input_size(32, 32)
@@ -341,14 +379,22 @@ def test_small_folds_and_bad_sizes():
         check_input_size(64, 21)
 
 
-@pytest.mark.parametrize("field,value", [("batch_size", 0), ("eval_batch_size", 0), ("epochs", 0),
-                                         ("checkpoint_every", 0), ("focal_gamma", -1.0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("batch_size", 0),
+        ("eval_batch_size", 0),
+        ("epochs", 0),
+        ("checkpoint_every", 0),
+        ("focal_gamma", -1.0),
+    ],
+)
 def test_bad_training_fields_stop_before_any_work(cache, tmp_path, field, value):
     config = tiny_config(cache)
     config.train[field] = value
     with pytest.raises(SerjaxError, match=f"config field train.{field}: need"):
         experiment.run(config, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "corpus.json").exists()     # the corpus was not even read
+    assert not (tmp_path / "run" / "corpus.json").exists()  # the corpus was not even read
 
 
 def test_a_diverging_run_stops_with_a_clear_error(cache, tmp_path, monkeypatch):
@@ -368,8 +414,12 @@ def test_a_diverging_run_stops_with_a_clear_error(cache, tmp_path, monkeypatch):
             return states, stats.at[..., 0].set(float("nan"))
 
     monkeypatch.setattr(experiment, "trainer_for", lambda *a: Diverging(real(*a)))
-    with pytest.raises(SerjaxError, match=r"fold0, epoch 1: the training loss of seed\(s\) \[0\] is not finite"):
-        experiment.run(tiny_config(cache, validation_fraction=0.2), tmp_path / "run", progress=False)
+    with pytest.raises(
+        SerjaxError, match=r"fold0, epoch 1: the training loss of seed\(s\) \[0\] is not finite"
+    ):
+        experiment.run(
+            tiny_config(cache, validation_fraction=0.2), tmp_path / "run", progress=False
+        )
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
@@ -389,8 +439,10 @@ def test_statistics_and_weights_come_from_the_fit_part_only(finished_run):
         np.testing.assert_allclose(stored["normalisation"]["mean"], mean, rtol=1e-6)
         np.testing.assert_allclose(stored["normalisation"]["std"], std, rtol=1e-6)
         everything, _ = band_statistics([prep.arrays[8]], np.arange(len(prep.labels)))
-        assert np.abs(everything - mean).max() > 1e-4          # the check can tell them apart
-        np.testing.assert_allclose(stored["class_weights"], class_weights(prep.labels[fold.train], 4), rtol=1e-6)
+        assert np.abs(everything - mean).max() > 1e-4  # the check can tell them apart
+        np.testing.assert_allclose(
+            stored["class_weights"], class_weights(prep.labels[fold.train], 4), rtol=1e-6
+        )
 
 
 def test_reported_scores_are_the_epochs_they_claim(finished_run):
@@ -403,8 +455,11 @@ def test_reported_scores_are_the_epochs_they_claim(finished_run):
         assert row["ua"] == pytest.approx(np.mean([r["test_ua"] for r in last]), abs=1e-12)
         fold = json.loads((workdir / "folds" / f"{row['fold']}.json").read_text())
         for s, seed in enumerate(fold["seeds"]):
-            val = [r["val_ua"] for r in sorted(records, key=lambda r: r["epoch"])
-                   if r["fold"] == row["fold"] and r["seed"] == seed]
+            val = [
+                r["val_ua"]
+                for r in sorted(records, key=lambda r: r["epoch"])
+                if r["fold"] == row["fold"] and r["seed"] == seed
+            ]
             assert fold["best_val"]["epoch"][s] == int(np.argmax(val)) + 1
             assert fold["best_val"]["val_ua"][s] == max(val)
 
@@ -417,19 +472,29 @@ def test_speaker_protocols_validate_on_held_out_speakers_end_to_end(cache, tmp_p
     sessions = np.array([u.session for u in prep.listing.utterances])
     for k, name in enumerate(prep.fold_names):
         fold = experiment.split_fold(prep, k)
-        assert set(sessions[fold.test]) == {name}                      # one session per fold
+        assert set(sessions[fold.test]) == {name}  # one session per fold
         assert not set(speakers[fold.validation]) & set(speakers[fold.train])
-        assert not set(speakers[fold.test]) & (set(speakers[fold.train]) | set(speakers[fold.validation]))
+        assert not set(speakers[fold.test]) & (
+            set(speakers[fold.train]) | set(speakers[fold.validation])
+        )
 
 
 def test_summary_std_is_over_folds_and_seeds_with_ddof_0():
-    grid = [[0.5, 0.7], [0.6, 0.9]]                                   # [fold][seed] UA
-    results = [{"fold": f"fold{i}", "seeds": [0, 1], "labels": [0],
-                "per_seed": [{"ua": ua, "wa": ua, "acc": ua, "f1": ua, "confusion": [[1]]} for ua in row]}
-               for i, row in enumerate(grid)]
+    grid = [[0.5, 0.7], [0.6, 0.9]]  # [fold][seed] UA
+    results = [
+        {
+            "fold": f"fold{i}",
+            "seeds": [0, 1],
+            "labels": [0],
+            "per_seed": [
+                {"ua": ua, "wa": ua, "acc": ua, "f1": ua, "confusion": [[1]]} for ua in row
+            ],
+        }
+        for i, row in enumerate(grid)
+    ]
     summary = experiment.summarize_results(results, base_config())
     assert summary["ua"]["mean"] == pytest.approx(0.675)
-    assert summary["ua"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.6, 0.9]))      # ddof = 0
+    assert summary["ua"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.6, 0.9]))  # ddof = 0
     assert [f["ua"] for f in summary["per_fold"]] == pytest.approx([0.6, 0.75])
     assert [s["ua"] for s in summary["per_seed"]] == pytest.approx([0.55, 0.8])
 
@@ -437,9 +502,10 @@ def test_summary_std_is_over_folds_and_seeds_with_ddof_0():
 def test_rows_of_every_version_read_their_own_utterance_and_label():
     # a table of two versions holding the same features: rows r and U + r must give the same
     # normalised input and label, so the same loss (labels are looked up modulo U)
+    import optax
+
     from serjax.model import SERCNN
     from serjax.train import Trainer
-    import optax
 
     U = 6
     rng = np.random.default_rng(0)
@@ -452,11 +518,19 @@ def test_rows_of_every_version_read_their_own_utterance_and_label():
     stats = []
     for rows in (np.arange(U), np.arange(U) + U):
         fresh = jax.tree_util.tree_map(jnp.copy, states)
-        _, s = trainer.train_step(fresh, jnp.asarray(rows[None]), table, labels, jnp.ones(4),
-                                  jnp.zeros(32), jnp.ones(32), jnp.float32(1e-3))
+        _, s = trainer.train_step(
+            fresh,
+            jnp.asarray(rows[None]),
+            table,
+            labels,
+            jnp.ones(4),
+            jnp.zeros(32),
+            jnp.ones(32),
+            jnp.float32(1e-3),
+        )
         stats.append(np.asarray(s))
     np.testing.assert_array_equal(stats[0], stats[1])
-    assert stats[0][0, 1] > 0          # some are right: the labels are not all clamped to one
+    assert stats[0][0, 1] > 0  # some are right: the labels are not all clamped to one
 
 
 def test_validation_split_is_inside_the_training_fold():
@@ -480,13 +554,16 @@ def _start_tiny_run(cache, workdir, tmp_path):
         f"sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]   # this checkout's serjax\n"
         "from conftest import tiny_config\n"
         "from serjax import experiment\n"
-        f"experiment.run(tiny_config({str(cache)!r}, validation_fraction=0.2), {str(workdir)!r}, progress=False)\n")
-    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+        f"experiment.run(tiny_config({str(cache)!r}, validation_fraction=0.2), {str(workdir)!r}, progress=False)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(path, process, timeout=240):
     import time
+
     start = time.time()
     while not path.exists():
         assert process.poll() is None, process.communicate()[1][-2000:]
@@ -499,11 +576,14 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
     """Kill a run mid-fold (SIGKILL: no chance to save; SIGINT: Ctrl-C saves the last
     finished epoch), start it again, and reach the uninterrupted run's exact metrics."""
     import signal
+
     _, _, uninterrupted = finished_run
     workdir = tmp_path / "killed"
     process = _start_tiny_run(cache, workdir, tmp_path)
-    _wait_for(workdir / "checkpoints" / "fold0" / "1", process)   # fold1 still to come: a wide window
-    _wait_for(workdir / "wall_time.json", process)                 # the ledger follows that checkpoint
+    _wait_for(
+        workdir / "checkpoints" / "fold0" / "1", process
+    )  # fold1 still to come: a wide window
+    _wait_for(workdir / "wall_time.json", process)  # the ledger follows that checkpoint
     process.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
@@ -511,7 +591,7 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
         assert "interrupted in fold0" in err
     assert not (workdir / "summary.json").exists()
     with open(workdir / "metrics.jsonl", "a") as f:
-        f.write('{"fold": "fold1", "ep')                 # a line torn mid-write
+        f.write('{"fold": "fold1", "ep')  # a line torn mid-write
     again = experiment.run(tiny_config(cache, validation_fraction=0.2), workdir, progress=False)
     for m in ("ua", "wa", "acc", "f1"):
         assert again[m]["mean"] == uninterrupted[m]["mean"]
@@ -519,11 +599,14 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
     assert again["best_val"]["ua"] == uninterrupted["best_val"]["ua"]
     records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert sorted((r["fold"], r["epoch"]) for r in records) == [
-        (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)]
+        (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)
+    ]
     # the killed invocation's time up to its last checkpoint counts in the wall time
     ledger = json.loads((workdir / "wall_time.json").read_text())
     assert len(ledger["invocations"]) == 2 and again["invocations"] == 2
-    assert ledger["invocations"][0]["seconds"] > 0 and ledger["invocations"][0]["folds_trained"] == []
+    assert (
+        ledger["invocations"][0]["seconds"] > 0 and ledger["invocations"][0]["folds_trained"] == []
+    )
     first = json.loads((finished_run[1] / "folds" / "fold0.json").read_text())["probabilities"]
     assert json.loads((workdir / "folds" / "fold0.json").read_text())["probabilities"] == first
 
@@ -531,7 +614,10 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
 def test_wall_time_ledger_counts_earlier_invocations_only_while_their_work_remains(tmp_path):
     """A copied or cleaned workdir (no fold results, no checkpoints) trains from scratch: a
     wall_time.json left in it must not add its seconds to the new run's."""
-    ledger = {"total_s": 60.0, "invocations": [{"started": "x", "seconds": 60.0, "folds_trained": ["fold0"]}]}
+    ledger = {
+        "total_s": 60.0,
+        "invocations": [{"started": "x", "seconds": 60.0, "folds_trained": ["fold0"]}],
+    }
     (tmp_path / "wall_time.json").write_text(json.dumps(ledger))
     total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
     assert invocations == 1 and total < 60.0
@@ -588,7 +674,9 @@ def test_the_recorded_commit_is_dirty_for_software_changes_not_for_results(tmp_p
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     (tmp_path / "results" / "summary.json").write_text('{"ua": 1}\n')
     assert experiment._git_commit(tmp_path / "serjax") == head
     (tmp_path / "serjax" / "m.py").write_text("x = 2\n")
@@ -598,15 +686,21 @@ def test_the_recorded_commit_is_dirty_for_software_changes_not_for_results(tmp_p
 def test_earlier_versions_are_kept_only_with_work_they_trained(tmp_path, monkeypatch):
     """A run resumed by other software lists the earlier software; a committed results folder
     trained again from nothing (no folds, no checkpoints) does not claim it."""
-    (tmp_path / "config.json").write_text(json.dumps({"config": {}, "versions": {"git_commit": "old"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": {}, "versions": {"git_commit": "old"}})
+    )
     monkeypatch.setattr(experiment, "_environment", lambda: {"git_commit": "new"})
     experiment.record_environment(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["versions"] == {"git_commit": "new"} and "earlier_versions" not in saved
 
-    (tmp_path / "config.json").write_text(json.dumps({"config": {}, "versions": {"git_commit": "old"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": {}, "versions": {"git_commit": "old"}})
+    )
     (tmp_path / "folds").mkdir()
     (tmp_path / "folds" / "fold0.json").write_text("{}")
     experiment.record_environment(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["earlier_versions"] == [{"git_commit": "old"}] and saved["versions"] == {"git_commit": "new"}
+    assert saved["earlier_versions"] == [{"git_commit": "old"}] and saved["versions"] == {
+        "git_commit": "new"
+    }

@@ -28,7 +28,7 @@ def speech_like(n, seed, amplitude, sr=16000):
     y = sum(np.sin(k * phase) / k for k in range(1, 30))
     y *= 0.6 + 0.4 * np.sin(2 * np.pi * 4.0 * t)
     y += 0.05 * rng.standard_normal(n)
-    y[n // 3: n // 3 + n // 5] = 0.0  # silence: the top_db floor must be hit
+    y[n // 3 : n // 3 + n // 5] = 0.0  # silence: the top_db floor must be hit
     return (amplitude * y / np.abs(y).max()).astype(np.float32)
 
 
@@ -39,9 +39,19 @@ def signals():
 
 def test_versions_table():
     # SPEC §2: (window, overlap) in ms for v1..v8
-    assert features.STFT_VERSIONS == {1: (15, 5), 2: (20, 10), 3: (25, 15), 4: (30, 20),
-                                      5: (35, 25), 6: (40, 30), 7: (45, 35), 8: (50, 40)}
-    assert [features.stft_params(v) for v in range(1, 9)] == [(w, 160, w) for w in range(240, 801, 80)]
+    assert features.STFT_VERSIONS == {
+        1: (15, 5),
+        2: (20, 10),
+        3: (25, 15),
+        4: (30, 20),
+        5: (35, 25),
+        6: (40, 30),
+        7: (45, 35),
+        8: (50, 40),
+    }
+    assert [features.stft_params(v) for v in range(1, 9)] == [
+        (w, 160, w) for w in range(240, 801, 80)
+    ]
     for window, overlap in features.STFT_VERSIONS.values():
         assert window - overlap == 10
 
@@ -111,7 +121,9 @@ def test_reflect_padding_matches_librosa(signals):
     above = want > want.max() - settings.top_db
     assert np.abs(got - want)[above].max() <= TOL_DB
     # Reflection fills the first frames' left halves, so they differ from zero padding.
-    assert not np.allclose(got[:, 0], features.log_mel_librosa(signals[1], 2, SHORT)[:, 0], atol=0.5)
+    assert not np.allclose(
+        got[:, 0], features.log_mel_librosa(signals[1], 2, SHORT)[:, 0], atol=0.5
+    )
 
 
 def test_floor_is_per_utterance():
@@ -130,8 +142,9 @@ def test_floor_is_per_utterance():
     import librosa
 
     unfloored = dataclasses.replace(SHORT, top_db=1e9)
-    power = np.stack([librosa.db_to_power(features.log_mel_librosa(x, 3, unfloored))
-                      for x in (loud, quiet)])
+    power = np.stack(
+        [librosa.db_to_power(features.log_mel_librosa(x, 3, unfloored)) for x in (loud, quiet)]
+    )
     batch_floor = librosa.power_to_db(power, ref=1.0, amin=SHORT.amin, top_db=SHORT.top_db)
     assert np.abs(batch_floor[1] - mixed[1]).max() > 10.0
     want = features.log_mel_librosa(quiet, 3, SHORT)
@@ -149,8 +162,9 @@ def test_extract_batches_pads_and_compiles_once(signals):
     np.testing.assert_array_equal(out[4], ref[0])
     np.testing.assert_array_equal(out[2], ref[1])
     assert features._compiled(2, SHORT, "float16")._cache_size() == 1
-    out32 = features.extract(waveforms[:3], 2, SHORT, batch_size=2, progress=False,
-                             out_dtype=np.float32)
+    out32 = features.extract(
+        waveforms[:3], 2, SHORT, batch_size=2, progress=False, out_dtype=np.float32
+    )
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32[1], ref[1].astype(np.float32), atol=0.05)
 

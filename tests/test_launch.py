@@ -11,8 +11,9 @@ LAUNCH = Path(__file__).resolve().parent.parent / "launch.py"
 
 
 def launch(*args, cwd=None):
-    return subprocess.run([sys.executable, str(LAUNCH), *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(LAUNCH), *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_bad_override_fails_with_one_clear_line(tmp_path):
@@ -25,30 +26,44 @@ def test_bad_override_fails_with_one_clear_line(tmp_path):
 
 
 def test_bad_override_of_an_explicit_config_file_is_one_line_too(tmp_path):
-    result = launch("--mode=describe", "--config=configs/table5.py", "--config.train.epoch=3",
-                    f"--workdir={tmp_path}", cwd=LAUNCH.parent)
+    result = launch(
+        "--mode=describe",
+        "--config=configs/table5.py",
+        "--config.train.epoch=3",
+        f"--workdir={tmp_path}",
+        cwd=LAUNCH.parent,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("serjax: error: bad config override --config.train.epoch=3")
     assert 'Did you mean "epochs"' in result.stderr
 
 
 def test_unloadable_config_file_fails_with_one_clear_line(tmp_path):
-    missing = launch("--mode=describe", "--config=configs/defualt.py", f"--workdir={tmp_path / 'w'}")
+    missing = launch(
+        "--mode=describe", "--config=configs/defualt.py", f"--workdir={tmp_path / 'w'}"
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip() == "serjax: error: --config configs/defualt.py: no such file"
     broken = tmp_path / "broken.py"
     broken.write_text("def get_config(:\n")
     result = launch("--mode=describe", f"--config={broken}", f"--workdir={tmp_path / 'w'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "the config file does not load: SyntaxError" in result.stderr and "broken.py, line 1" in result.stderr
+    assert (
+        "the config file does not load: SyntaxError" in result.stderr
+        and "broken.py, line 1" in result.stderr
+    )
     assert not (tmp_path / "w").exists()
 
 
 def test_inspect_reports_exact_counts_on_an_iemocap_tree(tmp_path):
     root = quirky_iemocap_tree(tmp_path / "IEMOCAP_full_release")
     workdir = tmp_path / "work"
-    result = launch("--mode=inspect", "--config.data.corpus=iemocap", f"--config.data.root={root}",
-                    f"--workdir={workdir}")
+    result = launch(
+        "--mode=inspect",
+        "--config.data.corpus=iemocap",
+        f"--config.data.root={root}",
+        f"--workdir={workdir}",
+    )
     assert result.returncode == 0, result.stderr
     corpus = json.loads((workdir / "corpus.json").read_text())
     assert corpus["counts"] == {"ang": 1, "sad": 3, "hap": 2, "neu": 4}
@@ -59,15 +74,20 @@ def test_inspect_reports_exact_counts_on_an_iemocap_tree(tmp_path):
     assert corpus["excluded"] == {"label fru": 1, "label xxx": 1, "not improvised": 4}
     assert "corpus iemocap: 10 utterances" in result.stdout
 
-    missing = launch("--mode=inspect", "--config.data.corpus=iemocap",
-                     f"--config.data.root={tmp_path / 'nowhere'}", f"--workdir={workdir}")
+    missing = launch(
+        "--mode=inspect",
+        "--config.data.corpus=iemocap",
+        f"--config.data.root={tmp_path / 'nowhere'}",
+        f"--workdir={workdir}",
+    )
     assert missing.returncode == 2
     assert missing.stderr.startswith("serjax: error: IEMOCAP root") and "nowhere" in missing.stderr
 
 
 def test_describe_counts_the_default_model(tmp_path):
-    result = launch("--mode=describe", "--config=configs/default.py", f"--workdir={tmp_path}",
-                    cwd=LAUNCH.parent)
+    result = launch(
+        "--mode=describe", "--config=configs/default.py", f"--workdir={tmp_path}", cwd=LAUNCH.parent
+    )
     assert result.returncode == 0, result.stderr
     model = json.loads((tmp_path / "model.json").read_text())
     widths = [4 * b for b in (8, 16, 32, 32, 64, 64)]

@@ -7,7 +7,9 @@ from serjax.errors import SerjaxError
 from serjax.losses import class_weights, focal_loss
 from serjax.metrics import confusion_matrix, scores
 
-LOGITS = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0], [0.0, 0.0, 4.0]], np.float32)
+LOGITS = np.array(
+    [[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0], [0.0, 0.0, 4.0]], np.float32
+)
 LABELS = np.array([0, 2, 1, 0])
 
 
@@ -55,7 +57,7 @@ def test_class_weights_inverse_frequency_mean_one():
 def test_scores_on_hand_made_predictions():
     labels = [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
     preds = [0, 0, 0, 1, 1, 2, 2, 2, 0, 2]
-    m = scores(labels, preds, 4)   # class 3 absent everywhere: ignored
+    m = scores(labels, preds, 4)  # class 3 absent everywhere: ignored
     assert m["confusion"][0] == [3, 1, 0, 0] and m["confusion"][2] == [1, 0, 3, 0]
     assert m["wa"] == pytest.approx(7 / 10)
     assert m["ua"] == pytest.approx((3 / 4 + 1 / 2 + 3 / 4) / 3)
@@ -65,4 +67,6 @@ def test_scores_on_hand_made_predictions():
     assert confusion_matrix([1], [3], 4).sum() == 1
     # a class predicted but absent from the labels counts in macro-F1 (with F1 0), not in UA
     m = scores([0, 0, 1, 1], [0, 2, 1, 1], 4)
-    assert m["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3) and m["ua"] == pytest.approx((1 / 2 + 1) / 2)
+    assert m["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3) and m["ua"] == pytest.approx(
+        (1 / 2 + 1) / 2
+    )

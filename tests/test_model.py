@@ -12,9 +12,18 @@ X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 32, 64)), jnp.float
 
 
 def model_cfg(**overrides):
-    cfg = ml_collections.ConfigDict(dict(width_scale=1, base_widths=(8, 16, 32, 32, 64, 64),
-                                         eca_layers=(5, 6), eca_kernel=7, eca_kernels=(), eca_batch_norm=False,
-                                         eca_gamma=2.0, eca_b=1.0))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            width_scale=1,
+            base_widths=(8, 16, 32, 32, 64, 64),
+            eca_layers=(5, 6),
+            eca_kernel=7,
+            eca_kernels=(),
+            eca_batch_norm=False,
+            eca_gamma=2.0,
+            eca_b=1.0,
+        )
+    )
     cfg.update(overrides)
     return cfg
 
@@ -43,7 +52,9 @@ def test_parameter_count_by_hand():
 
 def test_original_eca_variant_uses_adaptive_kernels_and_batch_norm():
     assert [adaptive_eca_kernel(c) for c in (8, 16, 32, 64, 128, 256, 512)] == [3, 3, 3, 3, 5, 5, 5]
-    model = build_model(model_cfg(eca_layers=(1, 2, 3, 4, 5, 6), eca_kernel=0, eca_batch_norm=True), 4)
+    model = build_model(
+        model_cfg(eca_layers=(1, 2, 3, 4, 5, 6), eca_kernel=0, eca_batch_norm=True), 4
+    )
     assert model.eca_kernels == (3, 3, 3, 3, 3, 3)
     base = param_count(build_model(model_cfg(eca_layers=()), 4))
     # kernels + BN scale/bias on each pooled channel vector
@@ -70,8 +81,9 @@ def test_forward_shapes_and_batch_norm_modes():
     assert set(variables) == {"params", "batch_stats"}
     logits, updates = model.apply(variables, X, train=True, mutable=["batch_stats"])
     assert logits.shape == (2, 4)
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
-                                     variables["batch_stats"], updates["batch_stats"])
+    changed = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], updates["batch_stats"]
+    )
     assert all(jax.tree_util.tree_leaves(changed))
     # eval mode uses running statistics: deterministic and per-sample independent
     one = model.apply(variables, X[:1])
@@ -88,21 +100,26 @@ def _numpy_forward(params, stats, x, eca_layers, eps=1e-5):
         conv, bn = params[f"block{block}"]["Conv_0"], params[f"block{block}"]["BatchNorm_0"]
         kernel, (n, height, width, _) = np.asarray(conv["kernel"], np.float64), h.shape
         padded = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        h = sum(np.einsum("nhwc,co->nhwo", padded[:, i:i + height, j:j + width], kernel[i, j])
-                for i in range(3) for j in range(3)) + np.asarray(conv["bias"])
+        h = sum(
+            np.einsum("nhwc,co->nhwo", padded[:, i : i + height, j : j + width], kernel[i, j])
+            for i in range(3)
+            for j in range(3)
+        ) + np.asarray(conv["bias"])
         running = stats[f"block{block}"]["BatchNorm_0"]
         h = (h - np.asarray(running["mean"])) / np.sqrt(np.asarray(running["var"]) + eps)
         h = np.maximum(h * np.asarray(bn["scale"]) + np.asarray(bn["bias"]), 0.0)
         if block in eca_layers:
             k = np.asarray(params[f"eca{block}"]["kernel"], np.float64)
             pooled = np.pad(h.mean(axis=(1, 2)), ((0, 0), (len(k) // 2, len(k) // 2)))
-            z = sum(k[j] * pooled[:, j:j + h.shape[-1]] for j in range(len(k)))
+            z = sum(k[j] * pooled[:, j : j + h.shape[-1]] for j in range(len(k)))
             h = h * (1 / (1 + np.exp(-z)))[:, None, None, :]
         if block < 6:
-            h = h[:, :h.shape[1] // 2 * 2, :h.shape[2] // 2 * 2]
+            h = h[:, : h.shape[1] // 2 * 2, : h.shape[2] // 2 * 2]
             h = h.reshape(n, h.shape[1] // 2, 2, h.shape[2] // 2, 2, -1).mean(axis=(2, 4))
     h = h.mean(axis=(1, 2))
-    h = np.maximum(h @ np.asarray(params["dense1"]["kernel"]) + np.asarray(params["dense1"]["bias"]), 0.0)
+    h = np.maximum(
+        h @ np.asarray(params["dense1"]["kernel"]) + np.asarray(params["dense1"]["bias"]), 0.0
+    )
     return h @ np.asarray(params["dense2"]["kernel"]) + np.asarray(params["dense2"]["bias"])
 
 
@@ -112,11 +129,21 @@ def test_model_matches_a_numpy_reference():
     # non-trivial running statistics, BN affine and biases, so every term shows
     rng = np.random.default_rng(7)
     params = jax.tree_util.tree_map(
-        lambda a: a + 0.1 * rng.standard_normal(a.shape).astype(np.float32), variables["params"])
-    stats = {block: {"BatchNorm_0": {
-        "mean": (0.05 * rng.standard_normal(s["BatchNorm_0"]["mean"].shape)).astype(np.float32),
-        "var": (1 + 0.3 * np.abs(rng.standard_normal(s["BatchNorm_0"]["var"].shape))).astype(np.float32)}}
-        for block, s in variables["batch_stats"].items()}
+        lambda a: a + 0.1 * rng.standard_normal(a.shape).astype(np.float32), variables["params"]
+    )
+    stats = {
+        block: {
+            "BatchNorm_0": {
+                "mean": (0.05 * rng.standard_normal(s["BatchNorm_0"]["mean"].shape)).astype(
+                    np.float32
+                ),
+                "var": (
+                    1 + 0.3 * np.abs(rng.standard_normal(s["BatchNorm_0"]["var"].shape))
+                ).astype(np.float32),
+            }
+        }
+        for block, s in variables["batch_stats"].items()
+    }
     got = np.asarray(model.apply({"params": params, "batch_stats": stats}, X))
     want = _numpy_forward(params, stats, np.asarray(X), eca_layers=(5, 6))
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
@@ -128,23 +155,29 @@ def test_model_matches_a_numpy_reference():
 def test_he_normal_initialisation():
     """Kaiming normal, fan-in, untruncated: std sqrt(2 / fan_in) where fan-in and fan-out
     differ, normal tails (not truncated, not uniform), for conv, dense and ECA kernels."""
-    model = SERCNN(num_classes=4, widths=(16, 32, 64, 64, 128, 128), eca_layers=(6,), eca_kernels=(7,))
+    model = SERCNN(
+        num_classes=4, widths=(16, 32, 64, 64, 128, 128), eca_layers=(6,), eca_kernels=(7,)
+    )
     params = jax.jit(model.init)(jax.random.PRNGKey(0), X)["params"]
-    for kernel, fan_in in ((params["block3"]["Conv_0"]["kernel"], 9 * 32),     # fan-out 9·64
-                           (params["block5"]["Conv_0"]["kernel"], 9 * 64),     # fan-out 9·128
-                           (params["dense1"]["kernel"], 128)):                 # fan-out 128
+    for kernel, fan_in in (
+        (params["block3"]["Conv_0"]["kernel"], 9 * 32),  # fan-out 9·64
+        (params["block5"]["Conv_0"]["kernel"], 9 * 64),  # fan-out 9·128
+        (params["dense1"]["kernel"], 128),
+    ):  # fan-out 128
         w = np.asarray(kernel).ravel()
         std = np.sqrt(2 / fan_in)
         assert abs(w.std() / std - 1) < 0.05
-        assert np.abs(w).max() > 3 * std                         # untruncated tails
+        assert np.abs(w).max() > 3 * std  # untruncated tails
         kurtosis = np.mean((w - w.mean()) ** 4) / w.var() ** 2
-        assert 2.7 < kurtosis < 3.3                               # normal (uniform: 1.8)
-    dense2 = np.asarray(params["dense2"]["kernel"])               # 128 → 4: fan-in 128, not 4
+        assert 2.7 < kurtosis < 3.3  # normal (uniform: 1.8)
+    dense2 = np.asarray(params["dense2"]["kernel"])  # 128 → 4: fan-in 128, not 4
     assert abs(dense2.std() / np.sqrt(2 / 128) - 1) < 0.25
     eca = np.asarray(params["eca6"]["kernel"])
     assert eca.shape == (7,) and 0.1 < eca.std() < 3 * np.sqrt(2 / 7)
     for block in range(1, 7):
-        assert not np.any(np.asarray(params[f"block{block}"]["Conv_0"]["bias"]))   # biases start at 0
+        assert not np.any(
+            np.asarray(params[f"block{block}"]["Conv_0"]["bias"])
+        )  # biases start at 0
 
 
 def test_bad_model_fields_name_themselves():

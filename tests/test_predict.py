@@ -14,7 +14,7 @@ from serjax.predict import predict_files, windows
 def test_windows():
     signal = np.arange(14.0)
     starts = [w[0] for w in windows(signal, 6, 3)]
-    assert starts == [0, 3, 6, 8]                 # the last window ends at the last sample
+    assert starts == [0, 3, 6, 8]  # the last window ends at the last sample
     assert [w[0] for w in windows(np.arange(12.0), 6, 3)] == [0, 3, 6]
     short = windows(np.ones(4), 6, 3)
     assert short.shape == (1, 6) and short[0].tolist() == [0, 1, 1, 1, 1, 0]
@@ -54,17 +54,23 @@ def test_default_prediction_averages_every_fold_and_seed(finished_run, paths, tm
     path = str(tmp_path / "clip.wav")
     sf.write(path, read_audio(next(iter(paths.values()))), 16000, subtype="FLOAT")
     ensemble = list(predict_files(config, workdir, [path])[path]["probabilities"].values())
-    members = [list(predict_files(config, workdir, [path], fold=f, seed_index=0)[path]["probabilities"].values())
-               for f in ("fold0", "fold1")]
+    members = [
+        list(
+            predict_files(config, workdir, [path], fold=f, seed_index=0)[path][
+                "probabilities"
+            ].values()
+        )
+        for f in ("fold0", "fold1")
+    ]
     np.testing.assert_allclose(ensemble, np.mean(members, axis=0), atol=1e-6)
-    assert np.abs(np.subtract(*members)).max() > 1e-4           # the two folds' models disagree
+    assert np.abs(np.subtract(*members)).max() > 1e-4  # the two folds' models disagree
 
 
 def test_long_audio_is_the_mean_of_its_windows(finished_run, paths, tmp_path):
     config, workdir, _ = finished_run
     signal = read_audio(next(p for p in paths.values() if sf.info(p).duration > 2.0))[:16000]
     long_path = tmp_path / "long.wav"
-    sf.write(long_path, signal, 16000, subtype="FLOAT")     # 1 s = windows of 0.4 s, hop 0.2 s
+    sf.write(long_path, signal, 16000, subtype="FLOAT")  # 1 s = windows of 0.4 s, hop 0.2 s
     pieces = windows(signal, 6400, 3200)
     assert len(pieces) == 4
     piece_paths = []
@@ -101,10 +107,10 @@ def test_truncated_audio_and_bad_hops_are_refused_before_any_model_work(finished
     good = tmp_path / "ok.wav"
     sf.write(good, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
     cut = tmp_path / "cut.wav"
-    cut.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])      # header says 1 s, holds 0.5
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # header says 1 s, holds 0.5
     with pytest.raises(SerjaxError, match=r"audio file .*cut.wav: truncated"):
         predict_files(config, workdir, [str(good), str(cut)])
-    for hop in (1e-6, 0.5, -0.1):          # rounds to 0 samples; longer than the 0.4-s window; negative
+    for hop in (1e-6, 0.5, -0.1):  # rounds to 0 samples; longer than the 0.4-s window; negative
         with pytest.raises(SerjaxError, match="--predict_hop_s"):
             predict_files(config, workdir, [str(good)], hop_s=hop)
 
@@ -117,7 +123,9 @@ def test_predictions_json_keeps_earlier_files_and_names_the_models(finished_run,
     shutil.copytree(workdir, run)
     first, second = tmp_path / "a.wav", tmp_path / "b.wav"
     for i, path in enumerate((first, second)):
-        sf.write(path, np.random.default_rng(i).standard_normal(8000).astype(np.float32) * 0.1, 16000)
+        sf.write(
+            path, np.random.default_rng(i).standard_normal(8000).astype(np.float32) * 0.1, 16000
+        )
     options = {"fold": "fold1", "seed_index": 0, "hop_s": 0.0}
     cli.run("predict", config, run, {**options, "wavs": [str(first)]})
     cli.run("predict", config, run, {**options, "wavs": [str(second)], "fold": None})
@@ -138,10 +146,22 @@ def test_results_without_checkpoints_say_how_to_get_them(finished_run, tmp_path)
     for name in ("config.json", "summary.json", "report.md"):
         shutil.copy(workdir / name, committed / name)
     for mode in ("eval", "predict"):
-        with pytest.raises(SerjaxError, match=r"holds a finished run's results but not its trained models "
-                                              r"\(no folds.json or checkpoints"):
-            cli.run(mode, config, committed, {"wavs": ["x.wav"], "fold": None, "seed_index": None, "hop_s": 0})
-    assert sorted(p.name for p in committed.iterdir()) == ["config.json", "report.md", "summary.json"]
+        with pytest.raises(
+            SerjaxError,
+            match=r"holds a finished run's results but not its trained models "
+            r"\(no folds.json or checkpoints",
+        ):
+            cli.run(
+                mode,
+                config,
+                committed,
+                {"wavs": ["x.wav"], "fold": None, "seed_index": None, "hop_s": 0},
+            )
+    assert sorted(p.name for p in committed.iterdir()) == [
+        "config.json",
+        "report.md",
+        "summary.json",
+    ]
     with pytest.raises(SerjaxError, match="--workdir .* does not exist"):
         cli.run("eval", config, tmp_path / "nowhere")
     assert not (tmp_path / "nowhere").exists()

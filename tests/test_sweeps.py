@@ -15,26 +15,51 @@ def fields(overrides):
     return {k: v for k, v in overrides.items()}
 
 
-@pytest.mark.parametrize("name,arg,count", [
-    ("fig6", "", 64), ("fig6", "small", 32), ("fig7", "", 24), ("fig8", "", 24), ("fig9", "", 32),
-    ("fig10", "", 16), ("fig11", "", 16), ("table5", "", 5), ("table5", "small", 5), ("fig7", "small", 24),
-    ("fig8", "small", 24), ("fig9", "small", 32), ("fig10", "small", 16), ("fig11", "small", 16)])
+@pytest.mark.parametrize(
+    "name,arg,count",
+    [
+        ("fig6", "", 64),
+        ("fig6", "small", 32),
+        ("fig7", "", 24),
+        ("fig8", "", 24),
+        ("fig9", "", 32),
+        ("fig10", "", 16),
+        ("fig11", "", 16),
+        ("table5", "", 5),
+        ("table5", "small", 5),
+        ("fig7", "small", 24),
+        ("fig8", "small", 24),
+        ("fig9", "small", 32),
+        ("fig10", "small", 16),
+        ("fig11", "small", 16),
+    ],
+)
 def test_grid_sizes(name, arg, count):
     runs = expand(sweep_config(name, arg).sweep)
     assert len(runs) == count
-    assert len({r[0] for r in runs}) == count    # every run has its own workdir
+    assert len({r[0] for r in runs}) == count  # every run has its own workdir
 
 
 def test_grid_fields():
     runs = {name: o for name, o, _ in expand(sweep_config("fig6", "").sweep)}
     assert runs["n3_v6"]["model.width_scale"] == 3 and runs["n3_v6"]["model.eca_layers"] == ()
-    assert runs["n3_v6"]["experiment.train_versions"] == (6,) and runs["n3_v6"]["experiment.test_version"] == 6
+    assert (
+        runs["n3_v6"]["experiment.train_versions"] == (6,)
+        and runs["n3_v6"]["experiment.test_version"] == 6
+    )
     fig7 = {name: o for name, o, _ in expand(sweep_config("fig7", "").sweep)}
     assert fig7["original_eca_v2"]["model.eca_layers"] == (1, 2, 3, 4, 5, 6)
-    assert fig7["original_eca_v2"]["model.eca_kernel"] == 0 and fig7["original_eca_v2"]["model.eca_batch_norm"]
-    assert fig7["ours_v8"]["model.eca_layers"] == (5, 6) and fig7["ours_v8"]["model.eca_kernel"] == 7
+    assert (
+        fig7["original_eca_v2"]["model.eca_kernel"] == 0
+        and fig7["original_eca_v2"]["model.eca_batch_norm"]
+    )
+    assert (
+        fig7["ours_v8"]["model.eca_layers"] == (5, 6) and fig7["ours_v8"]["model.eca_kernel"] == 7
+    )
     fig8 = {name: o for name, o, _ in expand(sweep_config("fig8", "").sweep)}
-    assert fig8["last2_k9"]["model.eca_layers"] == (5, 6) and fig8["last2_k9"]["model.eca_kernel"] == 9
+    assert (
+        fig8["last2_k9"]["model.eca_layers"] == (5, 6) and fig8["last2_k9"]["model.eca_kernel"] == 9
+    )
     assert fig8["last6_k3"]["model.eca_layers"] == (1, 2, 3, 4, 5, 6)
     fig10 = {name: o for name, o, _ in expand(sweep_config("fig10", "").sweep)}
     assert fig10["cnn_3versions"]["experiment.train_versions"] == (1, 2, 3)
@@ -51,9 +76,9 @@ def test_paper_numbers_name_real_runs_and_grids_narrow_from_the_command_line():
     from serjax.report import PAPER
     from serjax.sweeps import SWEEPS
 
-    for sweep, run in PAPER:           # a mistyped key would silently drop the paper's column
+    for sweep, run in PAPER:  # a mistyped key would silently drop the paper's column
         assert run in {name for name, _, _ in expand(sweep_config(sweep, "").sweep)}, (sweep, run)
-    for name in SWEEPS:                # every grid argument is a config field
+    for name in SWEEPS:  # every grid argument is a config field
         assert expand(sweep_config(name, "").sweep) == SWEEPS[name]()
     config = sweep_config("table5", "")
     config.sweep.grid.augmentation = (8, 7)
@@ -82,17 +107,38 @@ def test_run_config_applies_and_locks():
 
 def fake_summary(ua, wa, corpus="synthetic", eca=False):
     block = lambda v: {"mean": v, "std": 0.02}
-    summary = {"corpus": corpus, "protocol": "stratified_kfold", "classes": CLASSES,
-               "num_utterances": 400, "train_versions": [8], "test_version": 8, "seeds": [0],
-               "epochs": 6, "selection": "last epoch", "ua": block(ua), "wa": block(wa),
-               "acc": block((ua + wa) / 2), "f1": block(ua - 0.05),
-               "per_fold": [{"fold": "fold0", "n_test": 10, "ua": ua, "wa": wa, "acc": (ua + wa) / 2,
-                             "f1": ua - 0.05}],
-               "per_seed": [{"seed": 0, "ua": ua, "wa": wa, "acc": (ua + wa) / 2, "f1": ua - 0.05}],
-               "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [2, 0, 6, 2], [0, 1, 1, 8]]}
+    summary = {
+        "corpus": corpus,
+        "protocol": "stratified_kfold",
+        "classes": CLASSES,
+        "num_utterances": 400,
+        "train_versions": [8],
+        "test_version": 8,
+        "seeds": [0],
+        "epochs": 6,
+        "selection": "last epoch",
+        "ua": block(ua),
+        "wa": block(wa),
+        "acc": block((ua + wa) / 2),
+        "f1": block(ua - 0.05),
+        "per_fold": [
+            {
+                "fold": "fold0",
+                "n_test": 10,
+                "ua": ua,
+                "wa": wa,
+                "acc": (ua + wa) / 2,
+                "f1": ua - 0.05,
+            }
+        ],
+        "per_seed": [{"seed": 0, "ua": ua, "wa": wa, "acc": (ua + wa) / 2, "f1": ua - 0.05}],
+        "confusion": [[5, 1, 0, 0], [0, 4, 1, 1], [2, 0, 6, 2], [0, 1, 1, 8]],
+    }
     if eca:
-        summary["eca_weights"] = {"eca5": [[0.5 + 0.01 * c] * 8 for c in range(4)],
-                                  "eca6": [[0.4 + 0.02 * c] * 8 for c in range(4)]}
+        summary["eca_weights"] = {
+            "eca5": [[0.5 + 0.01 * c] * 8 for c in range(4)],
+            "eca6": [[0.4 + 0.02 * c] * 8 for c in range(4)],
+        }
     return summary
 
 
@@ -104,7 +150,7 @@ def test_finished_runs_are_skipped(tmp_path):
     (run_dir / "summary.json").write_text(json.dumps(fake_summary(0.5, 0.6)))
     summaries = run_sweep(config, tmp_path, progress=False)
     assert summaries[0]["ua"]["mean"] == 0.5
-    assert not (run_dir / "metrics.jsonl").exists()       # nothing was trained
+    assert not (run_dir / "metrics.jsonl").exists()  # nothing was trained
     assert (run_dir / "config.json").exists()
     # the finished run's config is checked: a different config is refused, not overwritten
     other = sweep_config("fig6", "small")
@@ -116,31 +162,50 @@ def test_finished_runs_are_skipped(tmp_path):
 
 def test_sweep_report_from_stored_results(tmp_path):
     config = sweep_config("table5", "small")
-    values = {"cnn": (0.50, 0.60), "original_eca": (0.52, 0.58), "ours": (0.61, 0.63),
-              "cnn_augmentation": (0.55, 0.57)}          # ours_augmentation unfinished
+    values = {
+        "cnn": (0.50, 0.60),
+        "original_eca": (0.52, 0.58),
+        "ours": (0.61, 0.63),
+        "cnn_augmentation": (0.55, 0.57),
+    }  # ours_augmentation unfinished
     for name, (ua, wa) in values.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(
-            json.dumps(fake_summary(ua, wa, eca=name == "ours")))
+            json.dumps(fake_summary(ua, wa, eca=name == "ours"))
+        )
     rebuild(config, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "Finished runs: 4 of 5" in report
-    assert "| [ours](ours/report.md) | + our ECA block |  | 61.00 ± 2.00 | 63.00 ± 2.00 | 62.00 ± 2.00 | 56.00 ± 2.00 | 79.37 / 79.68 / 79.53 |" in report
+    assert (
+        "| [ours](ours/report.md) | + our ECA block |  | 61.00 ± 2.00 | 63.00 ± 2.00 | 62.00 ± 2.00 | 56.00 ± 2.00 | 79.37 / 79.68 / 79.53 |"
+        in report
+    )
     assert "synthetic data" in report
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [r["run"] for r in rows] == ["cnn", "original_eca", "ours", "cnn_augmentation"]
-    assert float(rows[0]["ua_mean"]) == pytest.approx(50.0) and rows[0]["paper_iemocap_ua"] == "79.16"
-    assert (rows[0]["corpus"], rows[0]["protocol"], rows[0]["num_folds"]) == ("synthetic", "stratified_kfold", "1")
+    assert (
+        float(rows[0]["ua_mean"]) == pytest.approx(50.0) and rows[0]["paper_iemocap_ua"] == "79.16"
+    )
+    assert (rows[0]["corpus"], rows[0]["protocol"], rows[0]["num_folds"]) == (
+        "synthetic",
+        "stratified_kfold",
+        "1",
+    )
     assert "(not comparable: another corpus; 1 folds, the paper's 5)" in report
     # a speaker-independent sweep on IEMOCAP: the paper's random-fold numbers are not comparable
     for name in values:
         summary = json.loads((tmp_path / name / "summary.json").read_text())
-        summary.update(corpus="iemocap", protocol="leave_one_session_out", per_fold=summary["per_fold"] * 5)
+        summary.update(
+            corpus="iemocap", protocol="leave_one_session_out", per_fold=summary["per_fold"] * 5
+        )
         (tmp_path / name / "summary.json").write_text(json.dumps(summary))
     rebuild(config, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "leave-one-session-out (speaker-independent), 5 folds" in report
-    assert "(not comparable: the paper's random 5-fold split is speaker-dependent, this protocol is not)" in report
+    assert (
+        "(not comparable: the paper's random 5-fold split is speaker-dependent, this protocol is not)"
+        in report
+    )
     for name in values:
         assert (tmp_path / name / "report.md").exists()
         assert (tmp_path / name / "figures" / "confusion.png").stat().st_size > 5000
@@ -162,9 +227,16 @@ def test_sweep_figure_and_pivot(tmp_path):
 
 def test_run_report_figures(tmp_path):
     config = sweep_config("fig6", "small")
-    (tmp_path / "metrics.jsonl").write_text("".join(
-        json.dumps({"fold": f, "seed": 0, "epoch": e, "train_loss": 1.0 / e, "test_ua": 0.3 + 0.05 * e}) + "\n"
-        for f in ("fold0", "fold1") for e in (1, 2, 3)))
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"fold": f, "seed": 0, "epoch": e, "train_loss": 1.0 / e, "test_ua": 0.3 + 0.05 * e}
+            )
+            + "\n"
+            for f in ("fold0", "fold1")
+            for e in (1, 2, 3)
+        )
+    )
     write_run_report(tmp_path, run_config(config, {}), fake_summary(0.5, 0.6, eca=True))
     report = (tmp_path / "report.md").read_text()
     assert "![training curves](figures/curves.png)" in report

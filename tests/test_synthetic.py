@@ -17,10 +17,12 @@ HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
 LABEL_LINE = re.compile(
     r"^\[(?P<start>\d+\.\d{4}) - (?P<end>\d+\.\d{4})\]\t"
     r"(?P<utt>(?P<dialog>Ses0(?P<session>[1-5])[FM]_(?P<kind>impro|script)[0-9_]+[ab]?)_"
-    r"(?P<sex>[FM])\d{3})\t(?P<label>[a-z]{3})\t\[\d\.\d{4}, \d\.\d{4}, \d\.\d{4}\]$")
+    r"(?P<sex>[FM])\d{3})\t(?P<label>[a-z]{3})\t\[\d\.\d{4}, \d\.\d{4}, \d\.\d{4}\]$"
+)
 ANNOTATOR_LINE = re.compile(
     r"^(C-(E[1-4]|[FM]1):\t([A-Z][a-z]+; )*[A-Z][a-z]+;\t\([a-z]*\)"
-    r"|A-(E[1-4]|[FM]1):\tval [1-5]; act [1-5]; dom  [1-5];\t\(\))$")
+    r"|A-(E[1-4]|[FM]1):\tval [1-5]; act [1-5]; dom  [1-5];\t\(\))$"
+)
 DIALOG_NAME = re.compile(r"^Ses0[1-5][FM]_(impro0[1-8][ab]?|script0[1-3]_[1-3]b?)$")
 PAPER_MAP = {"ang": "ang", "sad": "sad", "neu": "neu", "hap": "hap", "exc": "hap"}
 # 60 split 289:608:947:1099 by largest remainder: quotas 5.892, 12.395, 19.306, 22.406;
@@ -36,8 +38,11 @@ def small_config(num_utterances=60, seed=0):
 
 
 def file_hashes(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
 
 
 def parse_label_files(root):
@@ -50,7 +55,7 @@ def parse_label_files(root):
             text = path.read_text()
             assert text.startswith(HEADER + "\n\n"), path
             assert text.endswith("\n\n"), path
-            blocks = text[len(HEADER) + 2:-2].split("\n\n")
+            blocks = text[len(HEADER) + 2 : -2].split("\n\n")
             for block in blocks:
                 lines = block.split("\n")
                 match = LABEL_LINE.match(lines[0])
@@ -59,20 +64,32 @@ def parse_label_files(root):
                 for line in lines[1:]:
                     assert ANNOTATOR_LINE.match(line), (path, line)
                 assert match["dialog"] == path.stem
-                assert int(match["session"]) == int(eval_dir.parts[-3][len("Session"):])
-                turns.append({"utt": match["utt"], "dialog": match["dialog"],
-                              "session": int(match["session"]), "kind": match["kind"],
-                              "sex": match["sex"], "label": match["label"],
-                              "start": float(match["start"]), "end": float(match["end"]),
-                              "wav": eval_dir.parent.parent / "sentences" / "wav"
-                              / match["dialog"] / f"{match['utt']}.wav"})
+                assert int(match["session"]) == int(eval_dir.parts[-3][len("Session") :])
+                turns.append(
+                    {
+                        "utt": match["utt"],
+                        "dialog": match["dialog"],
+                        "session": int(match["session"]),
+                        "kind": match["kind"],
+                        "sex": match["sex"],
+                        "label": match["label"],
+                        "start": float(match["start"]),
+                        "end": float(match["end"]),
+                        "wav": eval_dir.parent.parent
+                        / "sentences"
+                        / "wav"
+                        / match["dialog"]
+                        / f"{match['utt']}.wav",
+                    }
+                )
     return turns
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return synthetic.generate(tmp_path_factory.mktemp("synthetic") / "corpus", small_config(),
-                              progress=False, workers=1)
+    return synthetic.generate(
+        tmp_path_factory.mktemp("synthetic") / "corpus", small_config(), progress=False, workers=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +111,18 @@ def test_different_seed_gives_different_audio(corpus, tmp_path):
     assert len(other_wavs) == len(wavs) == 102
     assert not wavs & other_wavs
     # The same class counts, though: only the draws change.
-    counts = collections.Counter(t["label"] for t in parse_label_files(other) if t["kind"] == "impro")
-    assert {c: sum(n for k, n in counts.items() if PAPER_MAP.get(k) == c) for c in EXPECTED_60} == EXPECTED_60
+    counts = collections.Counter(
+        t["label"] for t in parse_label_files(other) if t["kind"] == "impro"
+    )
+    assert {
+        c: sum(n for k, n in counts.items() if PAPER_MAP.get(k) == c) for c in EXPECTED_60
+    } == EXPECTED_60
 
 
 def test_layout_and_label_file_format(corpus, turns):
-    assert sorted(p.name for p in corpus.iterdir() if p.is_dir()) == [f"Session{n}" for n in range(1, 6)]
+    assert sorted(p.name for p in corpus.iterdir() if p.is_dir()) == [
+        f"Session{n}" for n in range(1, 6)
+    ]
     assert len(turns) == 102
     assert len({t["utt"] for t in turns}) == len(turns)
     wavs_on_disk = sorted(corpus.glob("Session*/sentences/wav/*/*.wav"))
@@ -108,7 +131,12 @@ def test_layout_and_label_file_format(corpus, turns):
     for t in turns:
         by_dialog[t["dialog"]].append(t)
         info = sf.info(t["wav"])
-        assert (info.samplerate, info.channels, info.subtype, info.format) == (16000, 1, "PCM_16", "WAV")
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (
+            16000,
+            1,
+            "PCM_16",
+            "WAV",
+        )
         assert abs((t["end"] - t["start"]) - info.frames / 16000) < 2e-4
     for dialog, dturns in by_dialog.items():
         assert DIALOG_NAME.match(dialog), dialog
@@ -118,7 +146,8 @@ def test_layout_and_label_file_format(corpus, turns):
         assert all(a["end"] <= b["start"] for a, b in zip(dturns, dturns[1:]))
         for sex in "FM":  # per-speaker numbering in time order: F000, F001, ...
             assert [t["utt"][-4:] for t in dturns if t["sex"] == sex] == [
-                f"{sex}{i:03d}" for i in range(sum(t["sex"] == sex for t in dturns))]
+                f"{sex}{i:03d}" for i in range(sum(t["sex"] == sex for t in dturns))
+            ]
     assert {"Ses03M_impro05a", "Ses03M_impro05b", "Ses05M_script01_1b"} <= set(by_dialog)
     assert {t["session"] for t in turns if t["kind"] == "impro"} == {1, 2, 3, 4, 5}
     assert {t["session"] for t in turns if t["kind"] == "script"} == {1, 2, 3, 4, 5}
@@ -156,7 +185,12 @@ def test_apportion_is_largest_remainder():
     # quotas 9.820, 20.659, 32.178, 37.343: the two seats left go to ang and sad.
     assert synthetic.apportion(100, synthetic.PAPER_PROPORTIONS) == [10, 21, 32, 37]
     assert synthetic.apportion(3, [1, 1, 1, 1]) == [1, 1, 1, 0]  # ties: earlier entry first
-    assert synthetic.paper_class_counts(5) == {"ang": 0, "sad": 1, "hap": 2, "neu": 2}  # why 6 is the minimum
+    assert synthetic.paper_class_counts(5) == {
+        "ang": 0,
+        "sad": 1,
+        "hap": 2,
+        "neu": 2,
+    }  # why 6 is the minimum
     assert synthetic.paper_class_counts(6) == {"ang": 1, "sad": 1, "hap": 2, "neu": 2}
 
 
@@ -181,7 +215,7 @@ def test_emotion_shows_in_level_and_spectrum(turns):
             continue
         x, _ = sf.read(t["wav"])
         frames = x[: len(x) // 400 * 400].reshape(-1, 400)
-        energy = (frames ** 2).mean(axis=1)
+        energy = (frames**2).mean(axis=1)
         level[PAPER_MAP[t["label"]]].append(10 * np.log10(np.percentile(energy, 90)))
         power = np.abs(np.fft.rfft(frames[energy > np.percentile(energy, 50)], axis=1)) ** 2
         freqs = np.fft.rfftfreq(400, 1 / 16000)
@@ -244,6 +278,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 def test_iemocap_loader_reads_the_tree(corpus, turns):
     from serjax.corpora import iemocap
+
     listing = iemocap.load_iemocap(corpus, selection="improvised", label_map=PAPER_MAP)
     assert collections.Counter(u.label for u in listing.utterances) == EXPECTED_60
     assert collections.Counter(u.raw_label for u in listing.utterances)["exc"] == 13
@@ -252,8 +287,11 @@ def test_iemocap_loader_reads_the_tree(corpus, turns):
     expected = {t["utt"]: t for t in turns}
     for u in listing.utterances:
         t = expected[u.utt_id]
-        assert (Path(u.path), u.session, u.speaker) == (t["wav"], f"Ses0{t['session']}",
-                                                        f"Ses0{t['session']}_{t['sex']}")
+        assert (Path(u.path), u.session, u.speaker) == (
+            t["wav"],
+            f"Ses0{t['session']}",
+            f"Ses0{t['session']}_{t['sex']}",
+        )
     everything = iemocap.load_iemocap(corpus, selection="all", label_map=PAPER_MAP)
     scripted_4 = sum(t["label"] in PAPER_MAP for t in turns if t["kind"] == "script")
     assert len(everything.utterances) == 60 + scripted_4

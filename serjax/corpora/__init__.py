@@ -10,8 +10,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
@@ -36,35 +36,47 @@ def check_label_map(data_cfg) -> dict[str, str]:
     label_map = dict(data_cfg.label_map)
     classes = tuple(data_cfg.classes)
     if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise SerjaxError(f"config field data.classes: need two or more distinct classes, got {classes}")
+        raise SerjaxError(
+            f"config field data.classes: need two or more distinct classes, got {classes}"
+        )
     unknown = sorted(set(label_map.values()) - set(classes))
     if unknown:
-        raise SerjaxError(f"config field data.label_map maps to {unknown}, which are not in "
-                          f"data.classes {classes}")
+        raise SerjaxError(
+            f"config field data.label_map maps to {unknown}, which are not in "
+            f"data.classes {classes}"
+        )
     unmapped = sorted(set(classes) - set(label_map.values()))
     if unmapped:
-        raise SerjaxError(f"config field data.classes: no label of data.label_map maps to {unmapped}")
+        raise SerjaxError(
+            f"config field data.classes: no label of data.label_map maps to {unmapped}"
+        )
     return label_map
 
 
 def check_on_bad_file(on_bad_file: str) -> None:
     if on_bad_file not in ("error", "skip"):
-        raise SerjaxError(f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'")
+        raise SerjaxError(
+            f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'"
+        )
 
 
 def corpus_dir(root: str | os.PathLike, title: str, hint: str) -> Path:
     """`root` as a Path, or an error naming data.root when it is not a directory."""
     path = Path(root).expanduser()
     if not str(root) or not path.is_dir():
-        raise SerjaxError(f"{title} root {str(root)!r} is not a directory "
-                          f"(set --config.data.root to {hint})")
+        raise SerjaxError(
+            f"{title} root {str(root)!r} is not a directory (set --config.data.root to {hint})"
+        )
     return path
 
 
 def wav_files(folder: Path) -> list[Path]:
     """The .wav files directly in `folder`, sorted; macOS `._*` resource forks left out."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() == ".wav" and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() == ".wav" and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def audio_file_problem(path: Path) -> str | None:
@@ -109,8 +121,9 @@ def read_named_files(items, parse, label_map: Mapping[str, str]):
     seen: dict[str, Path] = {}
     for path, context in items:
         if path.stem in seen:
-            problems.append(Skipped(str(path),
-                                    f"utterance {path.stem} is there twice (also {seen[path.stem]})"))
+            problems.append(
+                Skipped(str(path), f"utterance {path.stem} is there twice (also {seen[path.stem]})")
+            )
             continue
         seen[path.stem] = path
         try:
@@ -131,50 +144,82 @@ def read_named_files(items, parse, label_map: Mapping[str, str]):
         if named.raw_label not in label_map:
             excluded[f"label {named.raw_label}"] += 1
             continue
-        utterances.append(Utterance(utt_id=path.stem, path=str(path), label=label_map[named.raw_label],
-                                    speaker=named.speaker, session=named.speaker,
-                                    raw_label=named.raw_label))
+        utterances.append(
+            Utterance(
+                utt_id=path.stem,
+                path=str(path),
+                label=label_map[named.raw_label],
+                speaker=named.speaker,
+                session=named.speaker,
+                raw_label=named.raw_label,
+            )
+        )
     return utterances, problems, excluded, found, notes
 
 
-def finish_listing(name: str, title: str, root: Path, utterances: list[Utterance],
-                   problems: list[Skipped], excluded: Mapping[str, int], on_bad_file: str,
-                   label_map: Mapping[str, str], notes: list[str] | None = None) -> CorpusListing:
+def finish_listing(
+    name: str,
+    title: str,
+    root: Path,
+    utterances: list[Utterance],
+    problems: list[Skipped],
+    excluded: Mapping[str, int],
+    on_bad_file: str,
+    label_map: Mapping[str, str],
+    notes: list[str] | None = None,
+) -> CorpusListing:
     """Raise every problem at once (`on_bad_file=error`), or an empty result; else the listing."""
     if problems and on_bad_file == "error":
         listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
-        raise SerjaxError(f"{title} {root} has {len(problems)} problem(s) "
-                          f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}")
+        raise SerjaxError(
+            f"{title} {root} has {len(problems)} problem(s) "
+            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
+        )
     if not utterances:
         why = f" ({len(problems)} file(s) skipped as problems)" if problems else ""
-        raise SerjaxError(f"{title} {root} (config field data.root) holds no utterance whose label "
-                          f"is in data.label_map {sorted(label_map)}{why}")
-    return CorpusListing(name=name, utterances=utterances, skipped=problems,
-                         excluded=dict(sorted(excluded.items())), notes=list(notes or []))
+        raise SerjaxError(
+            f"{title} {root} (config field data.root) holds no utterance whose label "
+            f"is in data.label_map {sorted(label_map)}{why}"
+        )
+    return CorpusListing(
+        name=name,
+        utterances=utterances,
+        skipped=problems,
+        excluded=dict(sorted(excluded.items())),
+        notes=list(notes or []),
+    )
 
 
-def compare_with_release(title: str, found: collections.Counter, expected: Mapping[str, int]) -> str:
+def compare_with_release(
+    title: str, found: collections.Counter, expected: Mapping[str, int]
+) -> str:
     """A note comparing the raw-label counts a reader found with the full release's."""
     total = sum(expected.values())
     if dict(found) == dict(expected):
         return f"{title}: counts match the full release ({total} utterances)."
     got = ", ".join(f"{k} {found.get(k, 0)}/{v}" for k, v in expected.items())
-    return (f"{title}: {sum(found.values())} utterances found (before data.label_map), the full "
-            f"release has {total} (found/expected per label: {got}).")
+    return (
+        f"{title}: {sum(found.values())} utterances found (before data.label_map), the full "
+        f"release has {total} (found/expected per label: {got})."
+    )
 
 
 def _reader(corpus: str):
     """The `load_<corpus>(root, label_map, on_bad_file)` of a file-tree or manifest corpus."""
     if corpus == "emodb":
         from serjax.corpora.emodb import load_emodb
+
         return load_emodb
     if corpus == "ravdess":
         from serjax.corpora.ravdess import load_ravdess
+
         return load_ravdess
     if corpus == "cremad":
         from serjax.corpora.cremad import load_cremad
+
         return load_cremad
     from serjax.corpora.manifest import load_manifest
+
     return load_manifest
 
 
@@ -189,23 +234,33 @@ def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
     label_map = check_label_map(data_cfg)
     corpus = data_cfg.corpus
     if corpus not in CORPORA:
-        raise SerjaxError(f"config field data.corpus: unknown corpus {corpus!r}; choose one of {CORPORA}")
+        raise SerjaxError(
+            f"config field data.corpus: unknown corpus {corpus!r}; choose one of {CORPORA}"
+        )
     check_on_bad_file(data_cfg.on_bad_file)
     if corpus == "synthetic":
         from serjax.corpora import synthetic
 
-        root = synthetic.ensure(Path(cache_dir).expanduser() / "corpora", data_cfg.synthetic,
-                                progress=progress)
+        root = synthetic.ensure(
+            Path(cache_dir).expanduser() / "corpora", data_cfg.synthetic, progress=progress
+        )
     elif not data_cfg.root:
-        raise SerjaxError(f"config field data.root is empty: point it at {ROOT_HINTS[corpus]} "
-                          "(--config.data.root=/path/to/it)")
+        raise SerjaxError(
+            f"config field data.root is empty: point it at {ROOT_HINTS[corpus]} "
+            "(--config.data.root=/path/to/it)"
+        )
     else:
         root = data_cfg.root
     if corpus in ("synthetic", "iemocap"):
         # the real release's counts say nothing about a generated corpus
-        listing = load_iemocap(root, selection=data_cfg.selection, label_map=label_map,
-                               sessions=data_cfg.sessions, on_bad_file=data_cfg.on_bad_file,
-                               check_counts=corpus == "iemocap")
+        listing = load_iemocap(
+            root,
+            selection=data_cfg.selection,
+            label_map=label_map,
+            sessions=data_cfg.sessions,
+            on_bad_file=data_cfg.on_bad_file,
+            check_counts=corpus == "iemocap",
+        )
     else:
         listing = _reader(corpus)(root, label_map, on_bad_file=data_cfg.on_bad_file)
     listing.name = corpus
@@ -223,8 +278,10 @@ def check_audio(listing: CorpusListing, on_bad_file: str) -> CorpusListing:
         return listing
     if on_bad_file == "error":
         listed = "\n".join(f"  {u.path}: {why}" for u, why in bad)
-        raise SerjaxError(f"{len(bad)} audio file(s) of corpus {listing.name} cannot be used "
-                          f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}")
+        raise SerjaxError(
+            f"{len(bad)} audio file(s) of corpus {listing.name} cannot be used "
+            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
+        )
     dropped = {u.utt_id for u, _ in bad}
     listing.utterances = [u for u in listing.utterances if u.utt_id not in dropped]
     listing.skipped.extend(Skipped(u.path, why) for u, why in bad)

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
-from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
-                            finish_listing, wav_files)
+from serjax.corpora import (
+    NamedFile,
+    check_on_bad_file,
+    compare_with_release,
+    corpus_dir,
+    finish_listing,
+    read_named_files,
+    wav_files,
+)
 from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
@@ -24,8 +31,10 @@ SPEAKER_IDS = range(1001, 1092)
 # Clips per emotion in the release (7442 in all, 91 speakers).
 RELEASE_COUNTS = {"ang": 1271, "dis": 1271, "fea": 1271, "hap": 1271, "neu": 1087, "sad": 1271}
 
-_NAME = re.compile(r"^(?P<speaker>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_"
-                   r"(?P<intensity>[A-Z]{1,2})$")
+_NAME = re.compile(
+    r"^(?P<speaker>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_"
+    r"(?P<intensity>[A-Z]{1,2})$"
+)
 
 
 def parse_name(stem: str) -> tuple[str, str, bool]:
@@ -36,7 +45,9 @@ def parse_name(stem: str) -> tuple[str, str, bool]:
     """
     match = _NAME.match(stem)
     if match is None:
-        raise ValueError("name does not follow CREMA-D's pattern SPKR_SEN_EMO_IN (e.g. 1001_DFA_ANG_XX)")
+        raise ValueError(
+            "name does not follow CREMA-D's pattern SPKR_SEN_EMO_IN (e.g. 1001_DFA_ANG_XX)"
+        )
     if int(match["speaker"]) not in SPEAKER_IDS:
         raise ValueError(f"speaker {match['speaker']} is not one of 1001..1091")
     if match["sentence"] not in SENTENCES:
@@ -49,8 +60,9 @@ def parse_name(stem: str) -> tuple[str, str, bool]:
     return match["speaker"], EMOTIONS[match["emotion"]], lone_x
 
 
-def load_cremad(root: str | os.PathLike, label_map: Mapping[str, str],
-                on_bad_file: str = "error") -> CorpusListing:
+def load_cremad(
+    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+) -> CorpusListing:
     """Read a CREMA-D tree. `label_map` maps `ang dis fea hap neu sad` to classes; clips whose
     label it lacks are excluded and counted. Bad names are problems (see load_iemocap)."""
     check_on_bad_file(on_bad_file)
@@ -58,8 +70,9 @@ def load_cremad(root: str | os.PathLike, label_map: Mapping[str, str],
     folder = root / "AudioWAV" if (root / "AudioWAV").is_dir() else root
     files = wav_files(folder)
     if not files:
-        raise SerjaxError(f"CREMA-D root {root} (config field data.root) holds no wav file "
-                          f"(looked in {folder})")
+        raise SerjaxError(
+            f"CREMA-D root {root} (config field data.root) holds no wav file (looked in {folder})"
+        )
 
     def parse(path, _):
         speaker, raw, lone_x = parse_name(path.stem)
@@ -67,7 +80,17 @@ def load_cremad(root: str | os.PathLike, label_map: Mapping[str, str],
         return NamedFile(speaker=speaker, raw_label=raw, note=note)
 
     utterances, problems, excluded, found, notes = read_named_files(
-        [(path, None) for path in files], parse, label_map)
+        [(path, None) for path in files], parse, label_map
+    )
     notes.append(compare_with_release("CREMA-D", found, RELEASE_COUNTS))
-    return finish_listing("cremad", "CREMA-D tree", root, utterances, problems, excluded, on_bad_file,
-                          label_map, notes)
+    return finish_listing(
+        "cremad",
+        "CREMA-D tree",
+        root,
+        utterances,
+        problems,
+        excluded,
+        on_bad_file,
+        label_map,
+        notes,
+    )

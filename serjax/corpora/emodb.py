@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
-from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
-                            finish_listing, wav_files)
+from serjax.corpora import (
+    NamedFile,
+    check_on_bad_file,
+    compare_with_release,
+    corpus_dir,
+    finish_listing,
+    read_named_files,
+    wav_files,
+)
 from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
@@ -31,17 +38,22 @@ def parse_name(stem: str) -> tuple[str, str]:
     """`03a01Fa` -> (`03`, `hap`); ValueError saying what is wrong otherwise."""
     match = _NAME.match(stem)
     if match is None:
-        raise ValueError("name does not follow EmoDB's pattern SSTTTEV (e.g. 03a01Fa: speaker, "
-                         "text, emotion, version)")
+        raise ValueError(
+            "name does not follow EmoDB's pattern SSTTTEV (e.g. 03a01Fa: speaker, "
+            "text, emotion, version)"
+        )
     if match["speaker"] not in SPEAKERS:
-        raise ValueError(f"speaker {match['speaker']} is not one of EmoDB's ten {' '.join(SPEAKERS)}")
+        raise ValueError(
+            f"speaker {match['speaker']} is not one of EmoDB's ten {' '.join(SPEAKERS)}"
+        )
     if match["emotion"] not in EMOTIONS:
         raise ValueError(f"emotion letter {match['emotion']!r} is not one of {' '.join(EMOTIONS)}")
     return match["speaker"], EMOTIONS[match["emotion"]]
 
 
-def load_emodb(root: str | os.PathLike, label_map: Mapping[str, str],
-               on_bad_file: str = "error") -> CorpusListing:
+def load_emodb(
+    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+) -> CorpusListing:
     """Read an EmoDB tree. `label_map` maps `ang bor dis fea hap sad neu` to classes; utterances
     whose label it lacks are excluded and counted. Bad names are problems (see load_iemocap)."""
     check_on_bad_file(on_bad_file)
@@ -49,16 +61,18 @@ def load_emodb(root: str | os.PathLike, label_map: Mapping[str, str],
     folder = root / "wav" if (root / "wav").is_dir() else root
     files = wav_files(folder)
     if not files:
-        raise SerjaxError(f"EmoDB root {root} (config field data.root) holds no wav file "
-                          f"(looked in {folder})")
+        raise SerjaxError(
+            f"EmoDB root {root} (config field data.root) holds no wav file (looked in {folder})"
+        )
 
     def parse(path, _):
         speaker, raw = parse_name(path.stem)
         return NamedFile(speaker=speaker, raw_label=raw)
 
     utterances, problems, excluded, found, _ = read_named_files(
-        [(path, None) for path in files], parse, label_map)
+        [(path, None) for path in files], parse, label_map
+    )
     notes = [compare_with_release("EmoDB", found, RELEASE_COUNTS)]
-    return finish_listing("emodb", "EmoDB tree", root, utterances, problems, excluded, on_bad_file,
-                          label_map, notes)
-
+    return finish_listing(
+        "emodb", "EmoDB tree", root, utterances, problems, excluded, on_bad_file, label_map, notes
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import collections
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
@@ -20,8 +20,11 @@ from serjax.errors import SerjaxError
 # `[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]`
 _LABEL_LINE = re.compile(
     r"^\[(?P<start>\d+(?:\.\d+)?) - (?P<end>\d+(?:\.\d+)?)\]\t(?P<utt>Ses\d\d[FM]_\S+_[FM]\d+)\t"
-    r"(?P<label>[a-z]+)\t\[(?P<vad>[^\]]*)\]\s*$")
-_UTTERANCE_ID = re.compile(r"^Ses(?P<session>\d\d)[FM]_(?P<kind>impro|script)\S*_(?P<speaker>[FM])\d+$")
+    r"(?P<label>[a-z]+)\t\[(?P<vad>[^\]]*)\]\s*$"
+)
+_UTTERANCE_ID = re.compile(
+    r"^Ses(?P<session>\d\d)[FM]_(?P<kind>impro|script)\S*_(?P<speaker>[FM])\d+$"
+)
 
 SELECTIONS = ("improvised", "scripted", "all")
 PAPER_LABEL_MAP = {"ang": "ang", "sad": "sad", "hap": "hap", "exc": "hap", "neu": "neu"}
@@ -30,8 +33,10 @@ PAPER_LABEL_MAP = {"ang": "ang", "sad": "sad", "hap": "hap", "exc": "hap", "neu"
 # scripted dialogs, as counted on the real release (SPEC §1).
 PAPER_COUNTS = {
     "improvised": {"total": 2943, "labels": {"ang": 289, "sad": 608, "hap": 947, "neu": 1099}},
-    "all": {"total": 5531, "sessions": {"Ses01": 1085, "Ses02": 1023, "Ses03": 1151,
-                                        "Ses04": 1031, "Ses05": 1241}},
+    "all": {
+        "total": 5531,
+        "sessions": {"Ses01": 1085, "Ses02": 1023, "Ses03": 1151, "Ses04": 1031, "Ses05": 1241},
+    },
 }
 
 
@@ -44,8 +49,11 @@ def speaker_of(utt_id: str) -> str:
 
 
 def _label_files(eval_dir: Path) -> list[Path]:
-    return sorted(p for p in eval_dir.iterdir()
-                  if p.is_file() and p.suffix == ".txt" and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in eval_dir.iterdir()
+        if p.is_file() and p.suffix == ".txt" and not p.name.startswith(".")
+    )
 
 
 def _is_selected(utt_id: str, selection: str) -> bool:
@@ -53,10 +61,14 @@ def _is_selected(utt_id: str, selection: str) -> bool:
     return selection == "all" or (kind == "impro") == (selection == "improvised")
 
 
-def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
-                 label_map: Mapping[str, str] | None = None,
-                 sessions: Iterable[int] = (1, 2, 3, 4, 5),
-                 on_bad_file: str = "error", check_counts: bool = True) -> CorpusListing:
+def load_iemocap(
+    root: str | os.PathLike,
+    selection: str = "improvised",
+    label_map: Mapping[str, str] | None = None,
+    sessions: Iterable[int] = (1, 2, 3, 4, 5),
+    on_bad_file: str = "error",
+    check_counts: bool = True,
+) -> CorpusListing:
     """Read the labelled turns of an IEMOCAP-layout tree.
 
     `label_map` maps the corpus's labels to classes (default: the paper's 4 classes with
@@ -68,12 +80,16 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
     if selection not in SELECTIONS:
         raise SerjaxError(f"config field data.selection: {selection!r} is not one of {SELECTIONS}")
     if on_bad_file not in ("error", "skip"):
-        raise SerjaxError(f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'")
+        raise SerjaxError(
+            f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'"
+        )
     label_map = dict(PAPER_LABEL_MAP if label_map is None else label_map)
     root = Path(root).expanduser()
     if not str(root) or not root.is_dir():
-        raise SerjaxError(f"IEMOCAP root {str(root)!r} is not a directory "
-                          "(set --config.data.root to your IEMOCAP_full_release folder)")
+        raise SerjaxError(
+            f"IEMOCAP root {str(root)!r} is not a directory "
+            "(set --config.data.root to your IEMOCAP_full_release folder)"
+        )
     sessions = tuple(int(s) for s in sessions)
 
     utterances: list[Utterance] = []
@@ -84,7 +100,9 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
         session_dir = root / f"Session{n}"
         eval_dir = session_dir / "dialog" / "EmoEvaluation"
         if not eval_dir.is_dir():
-            problems.append(Skipped(str(eval_dir), f"session {n} has no dialog/EmoEvaluation folder"))
+            problems.append(
+                Skipped(str(eval_dir), f"session {n} has no dialog/EmoEvaluation folder")
+            )
             continue
         for label_file in _label_files(eval_dir):
             lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -98,8 +116,13 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
                     continue
                 utt_id, raw = match["utt"], match["label"]
                 if _UTTERANCE_ID.match(utt_id) is None:
-                    problems.append(Skipped(where, f"utterance id {utt_id!r} is not "
-                                                   "SesNN[FM]_impro…_[FM]NNN or SesNN[FM]_script…_[FM]NNN"))
+                    problems.append(
+                        Skipped(
+                            where,
+                            f"utterance id {utt_id!r} is not "
+                            "SesNN[FM]_impro…_[FM]NNN or SesNN[FM]_script…_[FM]NNN",
+                        )
+                    )
                     continue
                 if utt_id in seen:
                     problems.append(Skipped(where, f"utterance {utt_id} is labelled twice"))
@@ -116,27 +139,45 @@ def load_iemocap(root: str | os.PathLike, selection: str = "improvised",
                 if not wav.is_file():
                     problems.append(Skipped(where, f"the wav of {utt_id} is missing: {wav}"))
                     continue
-                utterances.append(Utterance(
-                    utt_id=utt_id, path=str(wav), label=label_map[raw],
-                    speaker=speaker_of(utt_id), session=f"Ses{n:02d}", raw_label=raw))
+                utterances.append(
+                    Utterance(
+                        utt_id=utt_id,
+                        path=str(wav),
+                        label=label_map[raw],
+                        speaker=speaker_of(utt_id),
+                        session=f"Ses{n:02d}",
+                        raw_label=raw,
+                    )
+                )
 
     for n in sessions:
         # wavs no label line mentions are not used; they are counted, not silently dropped
         wav_root = root / f"Session{n}" / "sentences" / "wav"
         if wav_root.is_dir():
-            unlabelled = sum(1 for wav in wav_root.glob("*/*.wav")
-                             if not wav.name.startswith(".") and wav.stem not in seen)
+            unlabelled = sum(
+                1
+                for wav in wav_root.glob("*/*.wav")
+                if not wav.name.startswith(".") and wav.stem not in seen
+            )
             if unlabelled:
                 excluded["wav without a label line"] += unlabelled
     if problems and on_bad_file == "error":
         listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
-        raise SerjaxError(f"IEMOCAP tree {root} has {len(problems)} problem(s) "
-                          f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}")
+        raise SerjaxError(
+            f"IEMOCAP tree {root} has {len(problems)} problem(s) "
+            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
+        )
     if not utterances:
-        raise SerjaxError(f"IEMOCAP root {root} holds no labelled utterance for selection "
-                          f"{selection!r} and labels {sorted(label_map)}")
-    listing = CorpusListing(name="iemocap", utterances=utterances, skipped=problems,
-                            excluded=dict(sorted(excluded.items())))
+        raise SerjaxError(
+            f"IEMOCAP root {root} holds no labelled utterance for selection "
+            f"{selection!r} and labels {sorted(label_map)}"
+        )
+    listing = CorpusListing(
+        name="iemocap",
+        utterances=utterances,
+        skipped=problems,
+        excluded=dict(sorted(excluded.items())),
+    )
     if check_counts and sessions == (1, 2, 3, 4, 5) and label_map == PAPER_LABEL_MAP:
         listing.notes.extend(check_paper_counts(utterances, selection))
     return listing
@@ -147,9 +188,11 @@ def check_paper_counts(utterances: list[Utterance], selection: str) -> list[str]
     expected = PAPER_COUNTS.get(selection)
     if expected is None:
         return []
-    found = {"total": len(utterances),
-             "labels": collections.Counter(u.label for u in utterances),
-             "sessions": collections.Counter(u.session for u in utterances)}
+    found = {
+        "total": len(utterances),
+        "labels": collections.Counter(u.label for u in utterances),
+        "sessions": collections.Counter(u.session for u in utterances),
+    }
     mismatches = []
     for key, want in expected.items():
         got = found[key] if key == "total" else {k: found[key].get(k, 0) for k in want}

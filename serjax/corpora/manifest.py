@@ -24,8 +24,8 @@ import collections
 import csv
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from serjax.corpora import audio_file_problem, check_on_bad_file, finish_listing
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
@@ -55,29 +55,40 @@ def _columns(csv_path: Path, line: int, header: list[str]) -> list[str]:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     missing = [n for n in REQUIRED if n not in names]
     if unknown or duplicated or missing:
-        what = "; ".join(part for part in (
-            f"unknown column(s) {unknown}" if unknown else "",
-            f"repeated column(s) {duplicated}" if duplicated else "",
-            f"missing column(s) {missing}" if missing else "") if part)
-        raise SerjaxError(f"manifest {csv_path}:{line}: bad header {','.join(header)!r} ({what}): "
-                          f"{HEADER_HELP}")
+        what = "; ".join(
+            part
+            for part in (
+                f"unknown column(s) {unknown}" if unknown else "",
+                f"repeated column(s) {duplicated}" if duplicated else "",
+                f"missing column(s) {missing}" if missing else "",
+            )
+            if part
+        )
+        raise SerjaxError(
+            f"manifest {csv_path}:{line}: bad header {','.join(header)!r} ({what}): {HEADER_HELP}"
+        )
     return names
 
 
-def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
-                  on_bad_file: str = "error") -> CorpusListing:
+def load_manifest(
+    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+) -> CorpusListing:
     """Read a CSV manifest (`root` is the CSV file). Every problem (missing file, unknown
     label, wrong number of fields, repeated path) names its line; see the module docstring."""
     check_on_bad_file(on_bad_file)
     csv_path = Path(root).expanduser()
     if not str(root) or not csv_path.is_file():
         what = "a directory, not a CSV file" if csv_path.is_dir() else "not a file"
-        raise SerjaxError(f"manifest {str(root)!r} is {what} (set --config.data.root to your CSV "
-                          "manifest, with the header path,label[,speaker][,session])")
+        raise SerjaxError(
+            f"manifest {str(root)!r} is {what} (set --config.data.root to your CSV "
+            "manifest, with the header path,label[,speaker][,session])"
+        )
     rows = _read_rows(csv_path)
     if not rows:
-        raise SerjaxError(f"manifest {csv_path} (config field data.root) is empty: "
-                          f"{HEADER_HELP}, and one row per utterance must follow")
+        raise SerjaxError(
+            f"manifest {csv_path} (config field data.root) is empty: "
+            f"{HEADER_HELP}, and one row per utterance must follow"
+        )
     (header_line, header), rows = rows[0], rows[1:]
     names = _columns(csv_path, header_line, header)
     if not rows:
@@ -100,9 +111,11 @@ def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
                 reasons.append(f"empty {column}")
         raw = cells["label"]
         if raw and raw not in label_map:
-            reasons.append(f"label {raw!r} is not in data.label_map {sorted(label_map)} (a manifest's "
-                           "labels are its author's, so an unknown one is taken for a mistake, not "
-                           "left out: fix the row, or choose the labels with configs/manifest.py:<labels>)")
+            reasons.append(
+                f"label {raw!r} is not in data.label_map {sorted(label_map)} (a manifest's "
+                "labels are its author's, so an unknown one is taken for a mistake, not "
+                "left out: fix the row, or choose the labels with configs/manifest.py:<labels>)"
+            )
         written = cells["path"]
         utt_id = path = None
         if written:
@@ -110,7 +123,9 @@ def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
             path = Path(written).expanduser()
             path = path if path.is_absolute() else base / path
             if utt_id in first_line:
-                reasons.append(f"path {written} is listed twice (first on line {first_line[utt_id]})")
+                reasons.append(
+                    f"path {written} is listed twice (first on line {first_line[utt_id]})"
+                )
             elif not path.is_file():
                 reasons.append(f"file {path} does not exist")
             else:
@@ -123,16 +138,39 @@ def load_manifest(root: str | os.PathLike, label_map: Mapping[str, str],
             continue
         speaker = cells["speaker"] if has_speaker else ""
         session = cells["session"] if has_session else speaker
-        utterances.append(Utterance(utt_id=utt_id, path=str(path), label=label_map[raw],
-                                    speaker=speaker, session=session, raw_label=raw))
+        utterances.append(
+            Utterance(
+                utt_id=utt_id,
+                path=str(path),
+                label=label_map[raw],
+                speaker=speaker,
+                session=session,
+                raw_label=raw,
+            )
+        )
 
     notes = []
     if not has_speaker:
-        notes.append(f"manifest {csv_path.name} has no speaker column: every utterance has speaker \"\", "
-                     "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
-                     + ("" if has_session else ", leave_one_session_out")
-                     + ") cannot be used; set --config.protocol.name=stratified_kfold"
-                     + (" (leave_one_session_out runs, but cannot check that no speaker is in two "
-                        "sessions: the report says so)." if has_session else "."))
-    return finish_listing("manifest", "manifest", csv_path, utterances, problems,
-                          collections.Counter(), on_bad_file, label_map, notes)
+        notes.append(
+            f'manifest {csv_path.name} has no speaker column: every utterance has speaker "", '
+            "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
+            + ("" if has_session else ", leave_one_session_out")
+            + ") cannot be used; set --config.protocol.name=stratified_kfold"
+            + (
+                " (leave_one_session_out runs, but cannot check that no speaker is in two "
+                "sessions: the report says so)."
+                if has_session
+                else "."
+            )
+        )
+    return finish_listing(
+        "manifest",
+        "manifest",
+        csv_path,
+        utterances,
+        problems,
+        collections.Counter(),
+        on_bad_file,
+        label_map,
+        notes,
+    )

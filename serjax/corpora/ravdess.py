@@ -14,29 +14,55 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from serjax.corpora import (NamedFile, read_named_files, check_on_bad_file, compare_with_release, corpus_dir,
-                            finish_listing, wav_files)
+from serjax.corpora import (
+    NamedFile,
+    check_on_bad_file,
+    compare_with_release,
+    corpus_dir,
+    finish_listing,
+    read_named_files,
+    wav_files,
+)
 from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
-EMOTIONS = {"01": "neu", "02": "cal", "03": "hap", "04": "sad",
-            "05": "ang", "06": "fea", "07": "dis", "08": "sur"}
+EMOTIONS = {
+    "01": "neu",
+    "02": "cal",
+    "03": "hap",
+    "04": "sad",
+    "05": "ang",
+    "06": "fea",
+    "07": "dis",
+    "08": "sur",
+}
 NUM_ACTORS = 24
 # Speech utterances per emotion in the release (1440 in all: 24 actors × 60; neutral has
 # no strong intensity).
-RELEASE_COUNTS = {"neu": 96, "cal": 192, "hap": 192, "sad": 192,
-                  "ang": 192, "fea": 192, "dis": 192, "sur": 192}
+RELEASE_COUNTS = {
+    "neu": 96,
+    "cal": 192,
+    "hap": 192,
+    "sad": 192,
+    "ang": 192,
+    "fea": 192,
+    "dis": 192,
+    "sur": 192,
+}
 
-_NAME = re.compile(r"^(?P<modality>\d\d)-(?P<channel>\d\d)-(?P<emotion>\d\d)-(?P<intensity>\d\d)-"
-                   r"(?P<statement>\d\d)-(?P<repetition>\d\d)-(?P<actor>\d\d)$")
+_NAME = re.compile(
+    r"^(?P<modality>\d\d)-(?P<channel>\d\d)-(?P<emotion>\d\d)-(?P<intensity>\d\d)-"
+    r"(?P<statement>\d\d)-(?P<repetition>\d\d)-(?P<actor>\d\d)$"
+)
 _ACTOR_DIR = re.compile(r"^Actor_(?P<actor>\d\d)$")
 
 
 def actor_dirs(root: Path) -> list[Path]:
     """The `Actor_XX` folders directly under `root`, else those one level down."""
+
     def actors_in(folder: Path) -> list[Path]:
         return [d for d in folder.iterdir() if d.is_dir() and _ACTOR_DIR.match(d.name)]
 
@@ -71,8 +97,9 @@ def parse_name(stem: str) -> dict[str, str]:
     return fields
 
 
-def load_ravdess(root: str | os.PathLike, label_map: Mapping[str, str],
-                 on_bad_file: str = "error") -> CorpusListing:
+def load_ravdess(
+    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+) -> CorpusListing:
     """Read a RAVDESS tree. `label_map` maps `neu cal hap sad ang fea dis sur` to classes;
     utterances whose label it lacks, and song files, are excluded and counted. Bad names and
     files in another actor's folder are problems (see load_iemocap)."""
@@ -81,21 +108,35 @@ def load_ravdess(root: str | os.PathLike, label_map: Mapping[str, str],
     folders = actor_dirs(root)
     files = [(folder, path) for folder in folders for path in wav_files(folder)]
     if not files:
-        raise SerjaxError(f"RAVDESS root {root} (config field data.root) holds no wav file in an "
-                          "Actor_XX folder (looked directly under it and one folder level down)")
+        raise SerjaxError(
+            f"RAVDESS root {root} (config field data.root) holds no wav file in an "
+            "Actor_XX folder (looked directly under it and one folder level down)"
+        )
 
     def parse(path, folder):
         fields = parse_name(path.stem)
         folder_actor = _ACTOR_DIR.match(folder.name)["actor"]
         if fields["actor"] != folder_actor:
-            raise ValueError(f"actor {fields['actor']} in the name, but the file "
-                             f"is in the folder of actor {folder_actor}")
+            raise ValueError(
+                f"actor {fields['actor']} in the name, but the file "
+                f"is in the folder of actor {folder_actor}"
+            )
         if fields["channel"] == "02":
             return NamedFile(excluded="song")
         return NamedFile(speaker=f"Actor_{fields['actor']}", raw_label=EMOTIONS[fields["emotion"]])
 
     utterances, problems, excluded, found, _ = read_named_files(
-        [(path, folder) for folder, path in files], parse, label_map)
+        [(path, folder) for folder, path in files], parse, label_map
+    )
     notes = [compare_with_release("RAVDESS speech", found, RELEASE_COUNTS)]
-    return finish_listing("ravdess", "RAVDESS tree", root, utterances, problems, excluded, on_bad_file,
-                          label_map, notes)
+    return finish_listing(
+        "ravdess",
+        "RAVDESS tree",
+        root,
+        utterances,
+        problems,
+        excluded,
+        on_bad_file,
+        label_map,
+        notes,
+    )

@@ -99,47 +99,207 @@ SCRIPTED_WEIGHTS = (0.22, 0.18, 0.12, 0.14, 0.10, 0.10, 0.06, 0.03, 0.02, 0.02, 
 # Dialog names per session. Real suffix variants: Ses03M_impro05a/b, Ses03M_impro08a/b
 # replace Ses03M_impro05/08; Ses05M_script01_1b sits beside Ses05M_script01_1.
 _SCRIPT_IDS = ("01_1", "01_2", "01_3", "02_1", "02_2", "03_1", "03_2")
-_VARIANT_DIALOGS = ("Ses03M_impro05a", "Ses03M_impro05b", "Ses03M_impro08a", "Ses03M_impro08b",
-                    "Ses05M_script01_1b")
+_VARIANT_DIALOGS = (
+    "Ses03M_impro05a",
+    "Ses03M_impro05b",
+    "Ses03M_impro08a",
+    "Ses03M_impro08b",
+    "Ses05M_script01_1b",
+)
 
 # Category words used on the annotator lines, as in the release.
-_CATEGORY = {"neu": "Neutral", "ang": "Anger", "sad": "Sadness", "hap": "Happiness",
-             "exc": "Excited", "fru": "Frustration", "sur": "Surprise", "fea": "Fear",
-             "dis": "Disgust", "oth": "Other"}
+_CATEGORY = {
+    "neu": "Neutral",
+    "ang": "Anger",
+    "sad": "Sadness",
+    "hap": "Happiness",
+    "exc": "Excited",
+    "fru": "Frustration",
+    "sur": "Surprise",
+    "fea": "Fear",
+    "dis": "Disgust",
+    "oth": "Other",
+}
 # Typical annotator valence / activation / dominance (1..5) per label.
-_VAD = {"neu": (3.0, 2.3, 2.6), "ang": (1.8, 3.8, 3.7), "sad": (2.0, 2.0, 2.1),
-        "hap": (4.0, 3.1, 3.0), "exc": (3.9, 3.7, 3.3), "fru": (2.0, 3.2, 3.2),
-        "sur": (3.3, 3.6, 2.8), "fea": (2.1, 3.3, 2.2), "dis": (2.0, 2.9, 3.1),
-        "oth": (3.0, 2.8, 2.8), "xxx": (2.7, 2.9, 2.9)}
+_VAD = {
+    "neu": (3.0, 2.3, 2.6),
+    "ang": (1.8, 3.8, 3.7),
+    "sad": (2.0, 2.0, 2.1),
+    "hap": (4.0, 3.1, 3.0),
+    "exc": (3.9, 3.7, 3.3),
+    "fru": (2.0, 3.2, 3.2),
+    "sur": (3.3, 3.6, 2.8),
+    "fea": (2.1, 3.3, 2.2),
+    "dis": (2.0, 2.9, 3.1),
+    "oth": (3.0, 2.8, 2.8),
+    "xxx": (2.7, 2.9, 2.9),
+}
 
 # Formants (Hz) of a few vowels for an adult male vocal tract; scaled per speaker.
-_VOWELS = np.array([
-    [730, 1090, 2440, 3400],   # a
-    [270, 2290, 3010, 3700],   # i
-    [300, 870, 2240, 3300],    # u
-    [530, 1840, 2480, 3500],   # e
-    [570, 840, 2410, 3300],    # o
-    [660, 1720, 2410, 3400],   # ae
-    [500, 1500, 2500, 3500],   # schwa
-], dtype=np.float64)
+_VOWELS = np.array(
+    [
+        [730, 1090, 2440, 3400],  # a
+        [270, 2290, 3010, 3700],  # i
+        [300, 870, 2240, 3300],  # u
+        [530, 1840, 2480, 3500],  # e
+        [570, 840, 2410, 3300],  # o
+        [660, 1720, 2410, 3400],  # ae
+        [500, 1500, 2500, 3500],  # schwa
+    ],
+    dtype=np.float64,
+)
 _BANDWIDTHS = np.array([80.0, 100.0, 150.0, 220.0])
 
 # Prosodic profile per emotion. Each entry: the class mean of one parameter; the
 # per-utterance spread is _SPREAD. Units: f0 in semitones re the speaker's baseline,
 # rate in syllables/s, level in dB, tilt as log2 of the glottal corner frequency (Hz),
 # pause in seconds between phrases, formant as a log scale factor.
-_PARAMS = ("f0", "range", "slope", "final", "rate", "level", "tilt", "jitter", "shimmer",
-           "breath", "pause", "abrupt", "formant", "cons_db")
+_PARAMS = (
+    "f0",
+    "range",
+    "slope",
+    "final",
+    "rate",
+    "level",
+    "tilt",
+    "jitter",
+    "shimmer",
+    "breath",
+    "pause",
+    "abrupt",
+    "formant",
+    "cons_db",
+)
 _PROFILE = {
     #        f0   range slope final rate  level tilt           jit    shim  breath pause abrupt form   cons
-    "neu": (0.0, 3.0, -1.5, -1.0, 4.3, 0.0, math.log2(1500), 0.010, 0.06, 0.08, 0.32, 0.20, 0.00, -15.0),
-    "ang": (3.0, 5.5, -2.5, -2.0, 5.1, 6.0, math.log2(4500), 0.014, 0.09, 0.05, 0.22, 0.70, 0.05, -10.0),
-    "hap": (2.6, 6.5, 0.5, 2.0, 4.9, 3.0, math.log2(2600), 0.010, 0.07, 0.06, 0.24, 0.35, 0.035, -13.0),
-    "sad": (-1.8, 1.6, -3.0, -1.5, 3.4, -4.5, math.log2(600), 0.020, 0.10, 0.14, 0.55, 0.10, -0.03, -22.0),
-    "fru": (1.2, 3.5, -2.0, -1.5, 4.6, 3.0, math.log2(2800), 0.013, 0.08, 0.08, 0.28, 0.45, 0.02, -13.0),
-    "sur": (4.0, 7.0, 1.5, 3.0, 4.4, 2.0, math.log2(2200), 0.010, 0.07, 0.07, 0.30, 0.40, 0.03, -14.0),
-    "fea": (3.5, 3.0, 0.0, 1.0, 5.0, -1.0, math.log2(1500), 0.025, 0.12, 0.15, 0.30, 0.30, 0.02, -15.0),
-    "dis": (-0.8, 2.5, -2.5, -2.0, 3.7, 0.0, math.log2(1100), 0.015, 0.08, 0.12, 0.40, 0.30, -0.01, -15.0),
+    "neu": (
+        0.0,
+        3.0,
+        -1.5,
+        -1.0,
+        4.3,
+        0.0,
+        math.log2(1500),
+        0.010,
+        0.06,
+        0.08,
+        0.32,
+        0.20,
+        0.00,
+        -15.0,
+    ),
+    "ang": (
+        3.0,
+        5.5,
+        -2.5,
+        -2.0,
+        5.1,
+        6.0,
+        math.log2(4500),
+        0.014,
+        0.09,
+        0.05,
+        0.22,
+        0.70,
+        0.05,
+        -10.0,
+    ),
+    "hap": (
+        2.6,
+        6.5,
+        0.5,
+        2.0,
+        4.9,
+        3.0,
+        math.log2(2600),
+        0.010,
+        0.07,
+        0.06,
+        0.24,
+        0.35,
+        0.035,
+        -13.0,
+    ),
+    "sad": (
+        -1.8,
+        1.6,
+        -3.0,
+        -1.5,
+        3.4,
+        -4.5,
+        math.log2(600),
+        0.020,
+        0.10,
+        0.14,
+        0.55,
+        0.10,
+        -0.03,
+        -22.0,
+    ),
+    "fru": (
+        1.2,
+        3.5,
+        -2.0,
+        -1.5,
+        4.6,
+        3.0,
+        math.log2(2800),
+        0.013,
+        0.08,
+        0.08,
+        0.28,
+        0.45,
+        0.02,
+        -13.0,
+    ),
+    "sur": (
+        4.0,
+        7.0,
+        1.5,
+        3.0,
+        4.4,
+        2.0,
+        math.log2(2200),
+        0.010,
+        0.07,
+        0.07,
+        0.30,
+        0.40,
+        0.03,
+        -14.0,
+    ),
+    "fea": (
+        3.5,
+        3.0,
+        0.0,
+        1.0,
+        5.0,
+        -1.0,
+        math.log2(1500),
+        0.025,
+        0.12,
+        0.15,
+        0.30,
+        0.30,
+        0.02,
+        -15.0,
+    ),
+    "dis": (
+        -0.8,
+        2.5,
+        -2.5,
+        -2.0,
+        3.7,
+        0.0,
+        math.log2(1100),
+        0.015,
+        0.08,
+        0.12,
+        0.40,
+        0.30,
+        -0.01,
+        -15.0,
+    ),
 }
 _PROFILE["exc"] = _PROFILE["hap"]
 _SPREAD = (1.6, 1.2, 1.3, 1.3, 0.5, 2.5, 0.45, 0.004, 0.025, 0.04, 0.10, 0.15, 0.02, 2.5)
@@ -186,6 +346,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 # --------------------------------------------------------------------------- config
 
+
 def _check_config(cfg) -> None:
     def fail(msg):
         raise SerjaxError(f"config.data.synthetic: {msg}")
@@ -194,12 +355,20 @@ def _check_config(cfg) -> None:
         fail(f"seed must be >= 0, got {cfg.seed}")
     if int(cfg.num_utterances) < 6:
         # Below 6 the largest-remainder split leaves ang empty (5 -> 0/1/2/2).
-        fail("num_utterances must be at least 6 (so each class, and both hap and exc, "
-             f"get an utterance), got {cfg.num_utterances}")
+        fail(
+            "num_utterances must be at least 6 (so each class, and both hap and exc, "
+            f"get an utterance), got {cfg.num_utterances}"
+        )
     if not 0.0 <= float(cfg.exc_fraction) <= 1.0:
         fail(f"exc_fraction must be in [0, 1], got {cfg.exc_fraction}")
-    for name in ("distractor_fraction", "scripted_fraction", "emotion_strength",
-                 "within_class_spread", "speaker_variability", "duration_log_std"):
+    for name in (
+        "distractor_fraction",
+        "scripted_fraction",
+        "emotion_strength",
+        "within_class_spread",
+        "speaker_variability",
+        "duration_log_std",
+    ):
         if float(cfg[name]) < 0:
             fail(f"{name} must be >= 0, got {cfg[name]}")
     if not 0.0 <= float(cfg.ambiguity) <= 1.0:
@@ -228,7 +397,7 @@ def _cfg_dict(cfg) -> dict:
         elif isinstance(default, (int, float)):
             d[key] = type(default)(d[key])
         elif isinstance(default, tuple):
-            d[key] = [type(x)(v) for x, v in zip(default, d[key])] + list(d[key])[len(default):]
+            d[key] = [type(x)(v) for x, v in zip(default, d[key])] + list(d[key])[len(default) :]
     return json.loads(json.dumps(d, sort_keys=True, default=list))
 
 
@@ -239,6 +408,7 @@ def config_hash(cfg) -> str:
 
 
 # --------------------------------------------------------------------------- counts
+
 
 def apportion(total: int, weights) -> list[int]:
     """Split `total` in proportion to `weights` by the largest-remainder method.
@@ -273,29 +443,37 @@ def raw_label_counts(cfg) -> dict[str, dict[str, int]]:
     n_exc = _round_half_up(happy * float(cfg.exc_fraction))
     if happy >= 2:
         n_exc = min(max(n_exc, 1), happy - 1)
-    impro = {"ang": paper["ang"], "sad": paper["sad"], "hap": happy - n_exc, "exc": n_exc,
-             "neu": paper["neu"]}
+    impro = {
+        "ang": paper["ang"],
+        "sad": paper["sad"],
+        "hap": happy - n_exc,
+        "exc": n_exc,
+        "neu": paper["neu"],
+    }
     n_dis = _round_half_up(int(cfg.num_utterances) * float(cfg.distractor_fraction))
     for label, n in zip(DISTRACTOR_LABELS, apportion(n_dis, DISTRACTOR_WEIGHTS)):
         impro[label] = impro.get(label, 0) + n
     n_scr = _round_half_up(int(cfg.num_utterances) * float(cfg.scripted_fraction))
     script = dict(zip(SCRIPTED_LABELS, apportion(n_scr, SCRIPTED_WEIGHTS)))
-    return {"improvised": {k: v for k, v in impro.items() if v},
-            "scripted": {k: v for k, v in script.items() if v}}
+    return {
+        "improvised": {k: v for k, v in impro.items() if v},
+        "scripted": {k: v for k, v in script.items() if v},
+    }
 
 
 # --------------------------------------------------------------------------- plan
+
 
 @dataclasses.dataclass
 class _Speaker:
     session: int
     sex: str
-    f0: float              # Hz
+    f0: float  # Hz
     formant_scale: float
     level_db: float
     rate_scale: float
     range_scale: float
-    tilt_offset: float     # log2 units
+    tilt_offset: float  # log2 units
     breath: float
     expressiveness: float
 
@@ -321,7 +499,8 @@ def _make_speaker(seed: int, session: int, sex: str, variability: float) -> _Spe
     v = variability
     base_f0, base_formant = (205.0, 1.16) if sex == "F" else (118.0, 1.0)
     return _Speaker(
-        session=session, sex=sex,
+        session=session,
+        sex=sex,
         f0=base_f0 * 2 ** (v * rng.normal(0, 2.0) / 12),
         formant_scale=base_formant * math.exp(v * rng.normal(0, 0.04)),
         level_db=v * rng.normal(0, 3.0),
@@ -378,8 +557,8 @@ def _truncated_lognormal_mu(mean: float, sigma: float, lo: float, hi: float) -> 
         mass = phi((b - mu) / sigma) - phi((a - mu) / sigma)
         if mass < 1e-12:
             return lo if mu < a else hi
-        upper = phi((b - mu - sigma ** 2) / sigma) - phi((a - mu - sigma ** 2) / sigma)
-        return math.exp(mu + sigma ** 2 / 2) * upper / mass
+        upper = phi((b - mu - sigma**2) / sigma) - phi((a - mu - sigma**2) / sigma)
+        return math.exp(mu + sigma**2 / 2) * upper / mass
 
     low, high = a - 5 * sigma, b + 5 * sigma
     for _ in range(100):  # the truncated mean grows with mu: bisect
@@ -405,12 +584,18 @@ def _plan(cfg) -> tuple[list[_Turn], dict]:
     """Decide every turn: session, dialog, speaker, label, duration, start time."""
     rng = _rng(cfg.seed, 0)
     counts = raw_label_counts(cfg)
-    per_kind = {kind: _deal(counts[name], rng)
-                for kind, name in (("impro", "improvised"), ("script", "scripted"))}
+    per_kind = {
+        kind: _deal(counts[name], rng)
+        for kind, name in (("impro", "improvised"), ("script", "scripted"))
+    }
     turns: list[_Turn] = []
     min_turns = int(cfg.min_turns_per_dialog)
-    mu = _truncated_lognormal_mu(float(cfg.mean_duration_s), float(cfg.duration_log_std),
-                                 float(cfg.min_duration_s), float(cfg.max_duration_s))
+    mu = _truncated_lognormal_mu(
+        float(cfg.mean_duration_s),
+        float(cfg.duration_log_std),
+        float(cfg.min_duration_s),
+        float(cfg.max_duration_s),
+    )
     for session in range(1, NUM_SESSIONS + 1):
         for kind in ("impro", "script"):
             labels = per_kind[kind][session - 1]
@@ -422,7 +607,7 @@ def _plan(cfg) -> tuple[list[_Turn], dict]:
             sizes = apportion(len(labels), [1] * n_dialogs)
             pos = 0
             for dialog, size in zip(chosen, sizes):
-                dialog_labels = labels[pos:pos + size]
+                dialog_labels = labels[pos : pos + size]
                 pos += size
                 sexes = []
                 for i in range(size):
@@ -440,15 +625,25 @@ def _plan(cfg) -> tuple[list[_Turn], dict]:
                     index = len(turns)
                     n = _duration_samples(cfg, index, mu)
                     start = round(t, 4)
-                    turns.append(_Turn(index=index, session=session, dialog=dialog,
-                                       utt_id=f"{dialog}_{sex}{numbers[sex]:03d}", sex=sex,
-                                       label=label, num_samples=n, start=start))
+                    turns.append(
+                        _Turn(
+                            index=index,
+                            session=session,
+                            dialog=dialog,
+                            utt_id=f"{dialog}_{sex}{numbers[sex]:03d}",
+                            sex=sex,
+                            label=label,
+                            num_samples=n,
+                            start=start,
+                        )
+                    )
                     numbers[sex] += 1
                     t = start + n / SAMPLE_RATE + float(gap)
     return turns, counts
 
 
 # --------------------------------------------------------------------------- synthesis
+
 
 def _utterance_params(label: str, spk: _Speaker, cfg, rng: np.random.Generator) -> dict:
     neutral = np.array(_PROFILE["neu"])
@@ -466,7 +661,9 @@ def _utterance_params(label: str, spk: _Speaker, cfg, rng: np.random.Generator) 
         own = (1 - w) * own + w * other
     strength = float(cfg.emotion_strength) * spk.expressiveness
     values = neutral + strength * (own - neutral)
-    values = values + float(cfg.within_class_spread) * np.array(_SPREAD) * rng.standard_normal(len(_SPREAD))
+    values = values + float(cfg.within_class_spread) * np.array(_SPREAD) * rng.standard_normal(
+        len(_SPREAD)
+    )
     p = dict(zip(_PARAMS, values.tolist()))
     p["range"] = max(0.3, p["range"]) * spk.range_scale
     p["rate"] = float(np.clip(p["rate"] * spk.rate_scale, 2.0, 8.0))
@@ -502,12 +699,13 @@ def _ramp(length: int, attack: int, release: int) -> np.ndarray:
     if attack > 0:
         env[:attack] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(attack) + 0.5) / attack)
     if release > 0:
-        env[length - release:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(release) + 0.5) / release)
+        env[length - release :] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(release) + 0.5) / release)
     return env
 
 
-def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
-                rng: np.random.Generator) -> np.ndarray:
+def _synthesise(
+    n: int, label: str, spk: _Speaker, channel: float, cfg, rng: np.random.Generator
+) -> np.ndarray:
     sr = SAMPLE_RATE
     p = _utterance_params(label, spk, cfg, rng)
     total = n / sr
@@ -548,12 +746,19 @@ def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
     ph_arr = np.array(phrases)
     ph_pos = (centre - ph_arr[ph, 0]) / np.maximum(ph_arr[ph, 1] - ph_arr[ph, 0], 1e-3)
     last_in_phrase = np.append(ph[1:] != ph[:-1], True)
-    knots = (p["f0"] + p["slope"] * (ph_pos - 0.5) + p["range"] * rng.uniform(-0.5, 0.5, m)
-             + p["final"] * last_in_phrase - 0.8 * (centre / max(total, 1e-3) - 0.5))
+    knots = (
+        p["f0"]
+        + p["slope"] * (ph_pos - 0.5)
+        + p["range"] * rng.uniform(-0.5, 0.5, m)
+        + p["final"] * last_in_phrase
+        - 0.8 * (centre / max(total, 1e-3) - 0.5)
+    )
     times = np.arange(n) / sr
     smooth = np.interp(times, centre, knots)
     bounds = np.concatenate([[0], np.clip(v_start[1:], 0, n), [n]])
-    step = np.repeat(knots, np.diff(np.maximum.accumulate(bounds)))  # the knot of the vowel in progress
+    step = np.repeat(
+        knots, np.diff(np.maximum.accumulate(bounds))
+    )  # the knot of the vowel in progress
     contour = (1 - p["abrupt"]) * smooth + p["abrupt"] * step
     f0 = np.clip(spk.f0 * 2.0 ** (contour / 12), 55.0, 600.0)
 
@@ -564,15 +769,18 @@ def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
         length = v_end[k] - v_start[k]
         if length <= 0:
             continue
-        env[v_start[k]:v_end[k]] = 10 ** (stress_db[k] / 20) * _ramp(
-            length, int(rng.uniform(0.01, 0.03) * sr), int(rng.uniform(0.02, 0.05) * sr))
+        env[v_start[k] : v_end[k]] = 10 ** (stress_db[k] / 20) * _ramp(
+            length, int(rng.uniform(0.01, 0.03) * sr), int(rng.uniform(0.02, 0.05) * sr)
+        )
 
     # Glottal pulses with jitter (timing) and shimmer (amplitude).
     phase = np.cumsum(f0 / sr)
     idx = np.flatnonzero(np.diff(np.floor(phase))) + 1
     idx = idx[env[idx] > 0]
     period = sr / f0[idx]
-    pos = np.clip(np.round(idx + p["jitter"] * period * rng.standard_normal(idx.size)), 0, n - 1).astype(int)
+    pos = np.clip(
+        np.round(idx + p["jitter"] * period * rng.standard_normal(idx.size)), 0, n - 1
+    ).astype(int)
     amp = env[idx] * np.clip(1 + p["shimmer"] * rng.standard_normal(idx.size), 0.2, None)
     amp *= np.sqrt(period)  # roughly the same energy whatever the F0
     source = np.zeros(n)
@@ -604,7 +812,7 @@ def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
         b, a = _resonator_cascade(freqs, _BANDWIDTHS * rng.uniform(0.8, 1.3, 4))
         out = lfilter(b, a, np.concatenate([excitation[s:e], np.zeros(tail)]))
         stop = min(n, e + tail)
-        voiced[s:stop] += out[:stop - s]
+        voiced[s:stop] += out[: stop - s]
     voiced[1:] -= 0.97 * voiced[:-1].copy()  # lip radiation: first difference
     active = env > 0
     ref = math.sqrt(np.mean(voiced[active] ** 2)) if np.any(active) else 1.0
@@ -617,17 +825,19 @@ def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
         if e - s < 16:
             continue
         kind = rng.random()
-        if kind < 0.4:    # sibilant
+        if kind < 0.4:  # sibilant
             fc, bw = rng.uniform(3800, 6500), rng.uniform(1500, 3000)
         elif kind < 0.7:  # palatal fricative
             fc, bw = rng.uniform(2200, 3600), rng.uniform(800, 1600)
-        else:             # stop burst after a closure
+        else:  # stop burst after a closure
             fc, bw = rng.uniform(1200, 4500), rng.uniform(1500, 3500)
             s = s + int(0.6 * (e - s))
         b, a = _resonator_cascade([fc], [bw])
-        burst = lfilter([1.0, 0.0, -1.0], a, rng.standard_normal(e - s)) * _ramp(e - s, (e - s) // 4, (e - s) // 3)
+        burst = lfilter([1.0, 0.0, -1.0], a, rng.standard_normal(e - s)) * _ramp(
+            e - s, (e - s) // 4, (e - s) // 3
+        )
         gain = cons_amp * 10 ** (rng.normal(0, 3) / 20)
-        speech[s:e] += gain * burst / (math.sqrt(np.mean(burst ** 2)) + 1e-12)
+        speech[s:e] += gain * burst / (math.sqrt(np.mean(burst**2)) + 1e-12)
         active[s:e] = True
 
     # Level (speaker + emotion), channel colour, background noise.
@@ -638,7 +848,7 @@ def _synthesise(n: int, label: str, spk: _Speaker, channel: float, cfg,
     snr = rng.uniform(*tuple(cfg.snr_db_range))
     colour = rng.uniform(0.7, 0.98)  # pinkish to brownish room noise
     bg = lfilter([1.0], [1.0, -colour], rng.standard_normal(n))
-    bg *= 10 ** ((-26.0 + spk.level_db - snr) / 20) / (math.sqrt(np.mean(bg ** 2)) + 1e-12)
+    bg *= 10 ** ((-26.0 + spk.level_db - snr) / 20) / (math.sqrt(np.mean(bg**2)) + 1e-12)
     signal = speech + bg
     peak = np.max(np.abs(signal))
     if peak > 0.98:
@@ -653,19 +863,21 @@ def _channels(seed: int) -> list[float]:
 
 def render(turn: _Turn, speaker: _Speaker, channel: float, cfg) -> np.ndarray:
     """One turn's audio as int16 (deterministic in seed and turn index)."""
-    signal = _synthesise(turn.num_samples, turn.label, speaker, channel, cfg,
-                         _rng(cfg.seed, 3, turn.index))
+    signal = _synthesise(
+        turn.num_samples, turn.label, speaker, channel, cfg, _rng(cfg.seed, 3, turn.index)
+    )
     return np.round(np.clip(signal, -1.0, 1.0) * 32767).astype(np.int16)
 
 
 # --------------------------------------------------------------------------- text files
+
 
 def _annotations(turn: _Turn, rng: np.random.Generator):
     """Annotator category lines, attribute lines and the mean [V, A, D]."""
     label = turn.label
     evaluators = ["E1", "E2", "E3", "E4"]
     rng.shuffle(evaluators)
-    evaluators = sorted(evaluators[:int(rng.integers(3, 5)) - 1])  # 2 or 3 evaluators
+    evaluators = sorted(evaluators[: int(rng.integers(3, 5)) - 1])  # 2 or 3 evaluators
     self_eval = turn.sex + "1"
     categories = list(_CATEGORY.values())
     cat_lines = []
@@ -681,7 +893,11 @@ def _annotations(turn: _Turn, rng: np.random.Generator):
             second = categories[int(rng.integers(len(categories)))]
             if second != first:
                 words.append(second)
-        note = "()" if rng.random() < 0.8 else f"({rng.choice(['annoyed', 'curious', 'bored', 'amused', 'tense'])})"
+        note = (
+            "()"
+            if rng.random() < 0.8
+            else f"({rng.choice(['annoyed', 'curious', 'bored', 'amused', 'tense'])})"
+        )
         cat_lines.append((who, "".join(f"{w}; " for w in words).rstrip(), note))
     mean = np.array(_VAD.get(label, _VAD["oth"]))
     attr_lines, ratings = [], []
@@ -694,8 +910,9 @@ def _annotations(turn: _Turn, rng: np.random.Generator):
     return cat_lines, attr_lines, vad
 
 
-def _write_label_files(eval_dir: pathlib.Path, dialog: str, turns: list[_Turn], seed: int,
-                       subfolders: bool) -> None:
+def _write_label_files(
+    eval_dir: pathlib.Path, dialog: str, turns: list[_Turn], seed: int, subfolders: bool
+) -> None:
     rng = _rng(seed, 5, *(ord(c) for c in dialog))
     blocks = []
     per_eval_cat: dict[str, list[str]] = {}
@@ -703,8 +920,10 @@ def _write_label_files(eval_dir: pathlib.Path, dialog: str, turns: list[_Turn], 
     for turn in turns:
         end = turn.start + turn.num_samples / SAMPLE_RATE
         cat_lines, attr_lines, vad = _annotations(turn, rng)
-        lines = [f"[{turn.start:.4f} - {end:.4f}]\t{turn.utt_id}\t{turn.label}\t"
-                 f"[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"]
+        lines = [
+            f"[{turn.start:.4f} - {end:.4f}]\t{turn.utt_id}\t{turn.label}\t"
+            f"[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"
+        ]
         lines += [f"C-{who}:\t{words}\t{note}" for who, words, note in cat_lines]
         lines += [f"A-{who}:\tval {v}; act {a}; dom  {d};\t()" for who, v, a, d in attr_lines]
         blocks.append("\n".join(lines) + "\n\n")
@@ -714,15 +933,20 @@ def _write_label_files(eval_dir: pathlib.Path, dialog: str, turns: list[_Turn], 
         for who, v, a, d in attr_lines:
             if who.startswith("E"):
                 per_eval_atr.setdefault(who, []).append(
-                    f"{turn.utt_id} :act {a}; val {v}; dom  {d};  ()")
+                    f"{turn.utt_id} :act {a}; val {v}; dom  {d};  ()"
+                )
     (eval_dir / f"{dialog}.txt").write_text(HEADER + "".join(blocks))
     if subfolders:
-        for sub, table, suffix in (("Categorical", per_eval_cat, "cat"),
-                                   ("Attribute", per_eval_atr, "atr")):
+        for sub, table, suffix in (
+            ("Categorical", per_eval_cat, "cat"),
+            ("Attribute", per_eval_atr, "atr"),
+        ):
             folder = eval_dir / sub
             folder.mkdir(exist_ok=True)
             for who in sorted(table):
-                (folder / f"{dialog}_{who.lower()}_{suffix}.txt").write_text("\n".join(table[who]) + "\n")
+                (folder / f"{dialog}_{who.lower()}_{suffix}.txt").write_text(
+                    "\n".join(table[who]) + "\n"
+                )
 
 
 def _apple_double(name: str) -> bytes:
@@ -732,6 +956,7 @@ def _apple_double(name: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- public API
+
 
 def _is_complete(path: pathlib.Path) -> bool:
     return (path / MARKER).is_file()
@@ -770,8 +995,11 @@ def generate(root, cfg, progress: bool = True, workers: int = 1) -> pathlib.Path
     tmp.mkdir()
     try:
         turns, counts = _plan(cfg)
-        speakers = {(s, x): _make_speaker(cfg.seed, s, x, float(cfg.speaker_variability))
-                    for s in range(1, NUM_SESSIONS + 1) for x in "FM"}
+        speakers = {
+            (s, x): _make_speaker(cfg.seed, s, x, float(cfg.speaker_variability))
+            for s in range(1, NUM_SESSIONS + 1)
+            for x in "FM"
+        }
         channels = _channels(cfg.seed)
         dialogs: dict[tuple[int, str], list[_Turn]] = {}
         for turn in turns:
@@ -780,19 +1008,37 @@ def generate(root, cfg, progress: bool = True, workers: int = 1) -> pathlib.Path
             eval_dir = tmp / f"Session{session}" / "dialog" / "EmoEvaluation"
             eval_dir.mkdir(parents=True, exist_ok=True)
             _write_label_files(eval_dir, dialog, dturns, cfg.seed, bool(cfg.annotation_subfolders))
-            (tmp / f"Session{session}" / "sentences" / "wav" / dialog).mkdir(parents=True, exist_ok=True)
+            (tmp / f"Session{session}" / "sentences" / "wav" / dialog).mkdir(
+                parents=True, exist_ok=True
+            )
         if cfg.apple_double_files:
             for session in range(1, NUM_SESSIONS + 1):
                 first = min(d for s, d in dialogs if s == session)
                 eval_dir = tmp / f"Session{session}" / "dialog" / "EmoEvaluation"
                 (eval_dir / f"._{first}.txt").write_bytes(_apple_double(first))
         knobs = types.SimpleNamespace(**_cfg_dict(cfg))
-        jobs = [(turn, speakers[(turn.session, turn.sex)], channels[turn.session - 1], knobs,
-                 str(tmp / f"Session{turn.session}" / "sentences" / "wav" / turn.dialog
-                     / f"{turn.utt_id}.wav")) for turn in turns]
-        chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+        jobs = [
+            (
+                turn,
+                speakers[(turn.session, turn.sex)],
+                channels[turn.session - 1],
+                knobs,
+                str(
+                    tmp
+                    / f"Session{turn.session}"
+                    / "sentences"
+                    / "wav"
+                    / turn.dialog
+                    / f"{turn.utt_id}.wav"
+                ),
+            )
+            for turn in turns
+        ]
+        chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
         workers = max(1, int(workers or 1))
-        with tqdm(total=len(jobs), desc="synthetic IEMOCAP", unit="utt", disable=not progress) as bar:
+        with tqdm(
+            total=len(jobs), desc="synthetic IEMOCAP", unit="utt", disable=not progress
+        ) as bar:
             if workers <= 1:
                 for chunk in chunks:
                     bar.update(_render_chunk(chunk))
@@ -816,16 +1062,23 @@ def generate(root, cfg, progress: bool = True, workers: int = 1) -> pathlib.Path
             "num_files": len(turns),
             "num_dialogs": len(dialogs),
             "total_duration_s": round(total_samples / SAMPLE_RATE, 4),
-            "duration_s": {"min": round(min(durations), 4), "mean": round(float(np.mean(durations)), 4),
-                           "max": round(max(durations), 4)},
+            "duration_s": {
+                "min": round(min(durations), 4),
+                "mean": round(float(np.mean(durations)), 4),
+                "max": round(max(durations), 4),
+            },
             "paper_class_counts": paper_class_counts(cfg.num_utterances),
             "counts": dict(sorted(overall.items())),
             "counts_improvised": dict(sorted(counts["improvised"].items())),
             "counts_scripted": dict(sorted(counts["scripted"].items())),
-            "speakers": {f"Ses0{s}_{x}": {"f0_hz": round(v.f0, 1),
-                                          "formant_scale": round(v.formant_scale, 3),
-                                          "level_db": round(v.level_db, 2)}
-                         for (s, x), v in sorted(speakers.items())},
+            "speakers": {
+                f"Ses0{s}_{x}": {
+                    "f0_hz": round(v.f0, 1),
+                    "formant_scale": round(v.formant_scale, 3),
+                    "level_db": round(v.level_db, 2),
+                }
+                for (s, x), v in sorted(speakers.items())
+            },
         }
         (tmp / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
         try:
@@ -848,6 +1101,8 @@ def ensure(cache_dir, cfg, progress: bool = True, workers: int = 1) -> pathlib.P
     if _is_complete(path):
         return path
     if path.exists():
-        raise SerjaxError(f"{path} exists but holds no {MARKER}, so it is not a complete synthetic "
-                          "corpus; delete it and run again")
+        raise SerjaxError(
+            f"{path} exists but holds no {MARKER}, so it is not a complete synthetic "
+            "corpus; delete it and run again"
+        )
     return generate(path, cfg, progress=progress, workers=workers)
