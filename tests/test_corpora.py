@@ -93,8 +93,8 @@ def test_emodb_all_labels(emodb):
     assert listing.name == "emodb" and listing.skipped == [] and listing.excluded == {}
     assert listing.notes == [
         "EmoDB: 10 utterances found (before data.label_map), the full release "
-        "has 535 (found/expected per label: ang 2/127, bor 1/81, dis 1/46, fea 1/69, hap 2/71, sad 1/62, "
-        "neu 2/79)."
+        "has 535 (found/expected per label: ang 2/127, bor 1/81, dis 1/46, fea 1/69, "
+        "hap 2/71, sad 1/62, neu 2/79)."
     ]
 
 

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from serjax.corpora import (
+from serjax.corpora.common import (
     NamedFile,
     check_on_bad_file,
     compare_with_release,

@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from serjax.corpora import audio_file_problem, check_on_bad_file, finish_listing
+from serjax.corpora.common import audio_file_problem, check_on_bad_file, finish_listing
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
 

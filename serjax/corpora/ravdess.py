@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from serjax.corpora import (
+from serjax.corpora.common import (
     NamedFile,
     check_on_bad_file,
     compare_with_release,
