@@ -9,6 +9,7 @@ and macOS `._*` files are not label files) and finds each turn's wav at
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -61,6 +62,114 @@ def _is_selected(utt_id: str, selection: str) -> bool:
     return selection == "all" or (kind == "impro") == (selection == "improvised")
 
 
+@dataclasses.dataclass
+class _Scan:
+    """What reading the label files of a tree has found so far."""
+
+    selection: str
+    label_map: dict[str, str]
+    utterances: list[Utterance] = dataclasses.field(default_factory=list)
+    problems: list[Skipped] = dataclasses.field(default_factory=list)
+    excluded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    seen: set[str] = dataclasses.field(default_factory=set)
+
+
+def _read_label_line(scan: _Scan, line: str, where: str, session_dir: Path, n: int) -> None:
+    """One `[start - end]` line: its turn becomes an utterance, an exclusion or a problem."""
+    match = _LABEL_LINE.match(line)
+    if match is None:
+        scan.problems.append(Skipped(where, f"malformed label line {line.strip()!r}"))
+        return
+    utt_id, raw = match["utt"], match["label"]
+    if _UTTERANCE_ID.match(utt_id) is None:
+        scan.problems.append(
+            Skipped(
+                where,
+                f"utterance id {utt_id!r} is not "
+                "SesNN[FM]_impro…_[FM]NNN or SesNN[FM]_script…_[FM]NNN",
+            )
+        )
+        return
+    if utt_id in scan.seen:
+        scan.problems.append(Skipped(where, f"utterance {utt_id} is labelled twice"))
+        return
+    scan.seen.add(utt_id)
+    if not _is_selected(utt_id, scan.selection):
+        scan.excluded[f"not {scan.selection}"] += 1
+        return
+    if raw not in scan.label_map:
+        scan.excluded[f"label {raw}"] += 1
+        return
+    dialog = utt_id.rsplit("_", 1)[0]
+    wav = session_dir / "sentences" / "wav" / dialog / f"{utt_id}.wav"
+    if not wav.is_file():
+        scan.problems.append(Skipped(where, f"the wav of {utt_id} is missing: {wav}"))
+        return
+    scan.utterances.append(
+        Utterance(
+            utt_id=utt_id,
+            path=str(wav),
+            label=scan.label_map[raw],
+            speaker=speaker_of(utt_id),
+            session=f"Ses{n:02d}",
+            raw_label=raw,
+        )
+    )
+
+
+def _read_session(scan: _Scan, root: Path, n: int) -> None:
+    """Every label line of session `n`'s label files, in file and line order."""
+    session_dir = root / f"Session{n}"
+    eval_dir = session_dir / "dialog" / "EmoEvaluation"
+    if not eval_dir.is_dir():
+        scan.problems.append(
+            Skipped(str(eval_dir), f"session {n} has no dialog/EmoEvaluation folder")
+        )
+        return
+    for label_file in _label_files(eval_dir):
+        lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        for line_no, line in enumerate(lines, start=1):
+            if not line.startswith("["):
+                continue  # header (`%`), annotator lines (`C-E2:`, `A-F1:`), blanks
+            _read_label_line(scan, line, f"{label_file}:{line_no}", session_dir, n)
+
+
+def _count_unlabelled(scan: _Scan, root: Path, sessions: tuple[int, ...]) -> None:
+    """Wavs no label line mentions are not used; they are counted, not silently dropped."""
+    for n in sessions:
+        wav_root = root / f"Session{n}" / "sentences" / "wav"
+        if wav_root.is_dir():
+            unlabelled = sum(
+                1
+                for wav in wav_root.glob("*/*.wav")
+                if not wav.name.startswith(".") and wav.stem not in scan.seen
+            )
+            if unlabelled:
+                scan.excluded["wav without a label line"] += unlabelled
+
+
+def _listing(scan: _Scan, root: Path, on_bad_file: str) -> CorpusListing:
+    """Raise every problem at once (`on_bad_file=error`), or an empty result; else the listing."""
+    problems = scan.problems
+    if problems and on_bad_file == "error":
+        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
+        raise SerjaxError(
+            f"IEMOCAP tree {root} has {len(problems)} problem(s) "
+            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
+        )
+    if not scan.utterances:
+        raise SerjaxError(
+            f"IEMOCAP root {root} holds no labelled utterance for selection "
+            f"{scan.selection!r} and labels {sorted(scan.label_map)}"
+        )
+    return CorpusListing(
+        name="iemocap",
+        utterances=scan.utterances,
+        skipped=problems,
+        excluded=dict(sorted(scan.excluded.items())),
+    )
+
+
 def load_iemocap(
     root: str | os.PathLike,
     selection: str = "improvised",
@@ -91,95 +200,13 @@ def load_iemocap(
             "(set --config.data.root to your IEMOCAP_full_release folder)"
         )
     sessions = tuple(int(s) for s in sessions)
-
-    utterances: list[Utterance] = []
-    problems: list[Skipped] = []
-    excluded: collections.Counter = collections.Counter()
-    seen: set[str] = set()
+    scan = _Scan(selection, label_map)
     for n in sessions:
-        session_dir = root / f"Session{n}"
-        eval_dir = session_dir / "dialog" / "EmoEvaluation"
-        if not eval_dir.is_dir():
-            problems.append(
-                Skipped(str(eval_dir), f"session {n} has no dialog/EmoEvaluation folder")
-            )
-            continue
-        for label_file in _label_files(eval_dir):
-            lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
-            for line_no, line in enumerate(lines, start=1):
-                if not line.startswith("["):
-                    continue  # header (`%`), annotator lines (`C-E2:`, `A-F1:`), blanks
-                where = f"{label_file}:{line_no}"
-                match = _LABEL_LINE.match(line)
-                if match is None:
-                    problems.append(Skipped(where, f"malformed label line {line.strip()!r}"))
-                    continue
-                utt_id, raw = match["utt"], match["label"]
-                if _UTTERANCE_ID.match(utt_id) is None:
-                    problems.append(
-                        Skipped(
-                            where,
-                            f"utterance id {utt_id!r} is not "
-                            "SesNN[FM]_impro…_[FM]NNN or SesNN[FM]_script…_[FM]NNN",
-                        )
-                    )
-                    continue
-                if utt_id in seen:
-                    problems.append(Skipped(where, f"utterance {utt_id} is labelled twice"))
-                    continue
-                seen.add(utt_id)
-                if not _is_selected(utt_id, selection):
-                    excluded[f"not {selection}"] += 1
-                    continue
-                if raw not in label_map:
-                    excluded[f"label {raw}"] += 1
-                    continue
-                dialog = utt_id.rsplit("_", 1)[0]
-                wav = session_dir / "sentences" / "wav" / dialog / f"{utt_id}.wav"
-                if not wav.is_file():
-                    problems.append(Skipped(where, f"the wav of {utt_id} is missing: {wav}"))
-                    continue
-                utterances.append(
-                    Utterance(
-                        utt_id=utt_id,
-                        path=str(wav),
-                        label=label_map[raw],
-                        speaker=speaker_of(utt_id),
-                        session=f"Ses{n:02d}",
-                        raw_label=raw,
-                    )
-                )
-
-    for n in sessions:
-        # wavs no label line mentions are not used; they are counted, not silently dropped
-        wav_root = root / f"Session{n}" / "sentences" / "wav"
-        if wav_root.is_dir():
-            unlabelled = sum(
-                1
-                for wav in wav_root.glob("*/*.wav")
-                if not wav.name.startswith(".") and wav.stem not in seen
-            )
-            if unlabelled:
-                excluded["wav without a label line"] += unlabelled
-    if problems and on_bad_file == "error":
-        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
-        raise SerjaxError(
-            f"IEMOCAP tree {root} has {len(problems)} problem(s) "
-            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
-        )
-    if not utterances:
-        raise SerjaxError(
-            f"IEMOCAP root {root} holds no labelled utterance for selection "
-            f"{selection!r} and labels {sorted(label_map)}"
-        )
-    listing = CorpusListing(
-        name="iemocap",
-        utterances=utterances,
-        skipped=problems,
-        excluded=dict(sorted(excluded.items())),
-    )
+        _read_session(scan, root, n)
+    _count_unlabelled(scan, root, sessions)
+    listing = _listing(scan, root, on_bad_file)
     if check_counts and sessions == (1, 2, 3, 4, 5) and label_map == PAPER_LABEL_MAP:
-        listing.notes.extend(check_paper_counts(utterances, selection))
+        listing.notes.extend(check_paper_counts(scan.utterances, selection))
     return listing
 
 

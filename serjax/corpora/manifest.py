@@ -70,12 +70,8 @@ def _columns(csv_path: Path, line: int, header: list[str]) -> list[str]:
     return names
 
 
-def load_manifest(
-    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
-) -> CorpusListing:
-    """Read a CSV manifest (`root` is the CSV file). Every problem (missing file, unknown
-    label, wrong number of fields, repeated path) names its line; see the module docstring."""
-    check_on_bad_file(on_bad_file)
+def _open_manifest(root: str | os.PathLike) -> tuple[Path, list[str], list]:
+    """The CSV's path, its column names and its (line, cells) rows, each checked present."""
     csv_path = Path(root).expanduser()
     if not str(root) or not csv_path.is_file():
         what = "a directory, not a CSV file" if csv_path.is_dir() else "not a file"
@@ -93,9 +89,76 @@ def load_manifest(
     names = _columns(csv_path, header_line, header)
     if not rows:
         raise SerjaxError(f"manifest {csv_path} (config field data.root) has a header but no rows")
-    has_speaker, has_session = "speaker" in names, "session" in names
+    return csv_path, names, rows
 
-    base = csv_path.parent
+
+def _path_problem(path: Path, written: str, first: int | None) -> str | None:
+    """Why the row's file cannot be used (listed before, missing, not audio), else None."""
+    if first is not None:
+        return f"path {written} is listed twice (first on line {first})"
+    if not path.is_file():
+        return f"file {path} does not exist"
+    bad_audio = audio_file_problem(path)
+    return f"file {path} {bad_audio}" if bad_audio else None
+
+
+def _read_row(
+    cells: dict[str, str],
+    line: int,
+    base: Path,
+    label_map: Mapping[str, str],
+    first_line: dict[str, int],
+) -> tuple[str | None, Path | None, list[str]]:
+    """(utt_id, path, problems) of one row with the right number of fields; notes the
+    row's path in `first_line` (utt_id -> the line that first listed it)."""
+    reasons = []
+    for column in cells:
+        if not cells[column]:
+            reasons.append(f"empty {column}")
+    raw = cells["label"]
+    if raw and raw not in label_map:
+        reasons.append(
+            f"label {raw!r} is not in data.label_map {sorted(label_map)} (a manifest's "
+            "labels are its author's, so an unknown one is taken for a mistake, not "
+            "left out: fix the row, or choose the labels with configs/manifest.py:<labels>)"
+        )
+    written = cells["path"]
+    utt_id = path = None
+    if written:
+        utt_id = Path(os.path.normpath(written)).with_suffix("").as_posix()
+        path = Path(written).expanduser()
+        path = path if path.is_absolute() else base / path
+        problem = _path_problem(path, written, first_line.get(utt_id))
+        if problem:
+            reasons.append(problem)
+        first_line.setdefault(utt_id, line)
+    return utt_id, path, reasons
+
+
+def _speaker_note(csv_path: Path, has_session: bool) -> str:
+    """What a manifest without a speaker column rules out."""
+    return (
+        f'manifest {csv_path.name} has no speaker column: every utterance has speaker "", '
+        "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
+        + ("" if has_session else ", leave_one_session_out")
+        + ") cannot be used; set --config.protocol.name=stratified_kfold"
+        + (
+            " (leave_one_session_out runs, but cannot check that no speaker is in two "
+            "sessions: the report says so)."
+            if has_session
+            else "."
+        )
+    )
+
+
+def load_manifest(
+    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+) -> CorpusListing:
+    """Read a CSV manifest (`root` is the CSV file). Every problem (missing file, unknown
+    label, wrong number of fields, repeated path) names its line; see the module docstring."""
+    check_on_bad_file(on_bad_file)
+    csv_path, names, rows = _open_manifest(root)
+    has_speaker, has_session = "speaker" in names, "session" in names
     utterances: list[Utterance] = []
     problems: list[Skipped] = []
     first_line: dict[str, int] = {}
@@ -105,34 +168,7 @@ def load_manifest(
             problems.append(Skipped(where, f"{len(row)} field(s), the header has {len(names)}"))
             continue
         cells = dict(zip(names, (cell.strip() for cell in row)))
-        reasons = []
-        for column in names:
-            if not cells[column]:
-                reasons.append(f"empty {column}")
-        raw = cells["label"]
-        if raw and raw not in label_map:
-            reasons.append(
-                f"label {raw!r} is not in data.label_map {sorted(label_map)} (a manifest's "
-                "labels are its author's, so an unknown one is taken for a mistake, not "
-                "left out: fix the row, or choose the labels with configs/manifest.py:<labels>)"
-            )
-        written = cells["path"]
-        utt_id = path = None
-        if written:
-            utt_id = Path(os.path.normpath(written)).with_suffix("").as_posix()
-            path = Path(written).expanduser()
-            path = path if path.is_absolute() else base / path
-            if utt_id in first_line:
-                reasons.append(
-                    f"path {written} is listed twice (first on line {first_line[utt_id]})"
-                )
-            elif not path.is_file():
-                reasons.append(f"file {path} does not exist")
-            else:
-                bad_audio = audio_file_problem(path)
-                if bad_audio:
-                    reasons.append(f"file {path} {bad_audio}")
-            first_line.setdefault(utt_id, line)
+        utt_id, path, reasons = _read_row(cells, line, csv_path.parent, label_map, first_line)
         if reasons:
             problems.append(Skipped(where, "; ".join(reasons)))
             continue
@@ -142,27 +178,13 @@ def load_manifest(
             Utterance(
                 utt_id=utt_id,
                 path=str(path),
-                label=label_map[raw],
+                label=label_map[cells["label"]],
                 speaker=speaker,
                 session=session,
-                raw_label=raw,
+                raw_label=cells["label"],
             )
         )
-
-    notes = []
-    if not has_speaker:
-        notes.append(
-            f'manifest {csv_path.name} has no speaker column: every utterance has speaker "", '
-            "so speaker-independent protocols (speaker_kfold, leave_one_speaker_out"
-            + ("" if has_session else ", leave_one_session_out")
-            + ") cannot be used; set --config.protocol.name=stratified_kfold"
-            + (
-                " (leave_one_session_out runs, but cannot check that no speaker is in two "
-                "sessions: the report says so)."
-                if has_session
-                else "."
-            )
-        )
+    notes = [] if has_speaker else [_speaker_note(csv_path, has_session)]
     return finish_listing(
         "manifest",
         "manifest",
