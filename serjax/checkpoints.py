@@ -6,7 +6,9 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from serjax import selection
 from serjax.errors import SerjaxError
+from serjax.seeds import seed_keys
 
 
 def _state_tree(states) -> dict:
@@ -58,3 +60,23 @@ class FoldCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def restore_final_states(
+    trainer, config, workdir: Path, fold_name: str, fold_index: int, seeds, input_shape
+):
+    """A finished fold's last-epoch states, all seeds stacked (for eval and predict)."""
+    checkpoints = FoldCheckpoints(Path(workdir) / "checkpoints" / fold_name)
+    epoch = checkpoints.latest_epoch()
+    if epoch != config.train.epochs:
+        raise SerjaxError(
+            f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
+            f"(latest: {epoch}, expected epoch {config.train.epochs})"
+        )
+    template = trainer.init(seed_keys(seeds, fold_index), input_shape)
+    extras = selection.best_extras(selection.new_best(len(seeds)))
+    if config.train.validation_fraction > 0:
+        extras["best_state"] = selection.weights_of(template)
+    states, _ = checkpoints.restore(epoch, template, extras)
+    checkpoints.close()
+    return states

@@ -6,12 +6,18 @@ Folds are made over utterances, so every STFT version of an utterance stays in i
 from __future__ import annotations
 
 import dataclasses
+import functools
+import mmap
 from collections.abc import Sequence
 
+import flax.struct
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from serjax.corpora.records import Utterance
 from serjax.errors import SerjaxError
+from serjax.losses import class_weights
 
 PROTOCOLS = ("stratified_kfold", "leave_one_session_out", "leave_one_speaker_out", "speaker_kfold")
 
@@ -221,3 +227,69 @@ class Fold:
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
+
+
+def fold_statistics(train_arrays, fold: Fold, labels: np.ndarray, data_cfg, train_cfg):
+    """(mean, std, class weights) of a fold, from its fitting part only (the training fold
+    minus its validation part); train_arrays are the training versions' features."""
+    mean, std = band_statistics(train_arrays, fold.train, normalisation_of(data_cfg))
+    for array in train_arrays:
+        release_pages(array)
+    weights = class_weights(labels[fold.train], len(data_cfg.classes), train_cfg.class_weighting)
+    return mean, std, weights
+
+
+@flax.struct.dataclass
+class FoldData:
+    """What a jitted step reads besides the state and the batch's rows: the corpus table
+    [V·U, mels, frames] (float16, V STFT versions × U utterances), the class of each table
+    row, and the fold's normalisation and class weights. One pytree, shared by all seeds."""
+
+    features: jax.Array
+    labels: jax.Array
+    mean: jax.Array
+    std: jax.Array
+    class_weights: jax.Array
+
+    @classmethod
+    def of(cls, features, utterance_labels, mean, std, class_weights) -> FoldData:
+        """The fold's data from the table and one label per utterance (repeated for each
+        version's block of rows)."""
+        versions = features.shape[0] // len(utterance_labels)
+        labels = np.tile(np.asarray(utterance_labels, np.int32), versions)
+        return cls(*(jnp.asarray(a) for a in (features, labels, mean, std, class_weights)))
+
+    def inputs(self, rows: jax.Array) -> jax.Array:
+        """The normalised float32 inputs of the given table rows."""
+        x = self.features[rows].astype(jnp.float32)
+        return (x - self.mean[:, None]) / self.std[:, None]
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _put_rows(table, block, start):
+    return jax.lax.dynamic_update_slice(table, block, (start, 0, 0))
+
+
+def device_table(arrays) -> jax.Array:
+    """The [V·U, mels, frames] device table, filled in place one version at a time, so the
+    peak is the table plus one version (not the table twice, as a concatenate would make it).
+    Each memory-mapped cache file's pages are handed back after its copy: they would
+    otherwise stay in this process's resident set beside the table."""
+    u = len(arrays[0])
+    table = jnp.zeros((len(arrays) * u, *arrays[0].shape[1:]), arrays[0].dtype)
+    for i, array in enumerate(arrays):
+        table = _put_rows(table, jnp.asarray(array), i * u)
+        table.block_until_ready()
+        release_pages(array)
+    return table
+
+
+def release_pages(array) -> None:
+    """Drop a memory-mapped array's resident pages from this process (the data stays on disk
+    and in the page cache; the next read maps it again)."""
+    mm = getattr(array, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass

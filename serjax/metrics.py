@@ -1,8 +1,14 @@
-"""UA, WA, ACC = (UA + WA) / 2, macro-F1 and the confusion matrix."""
+"""UA, WA, ACC = (UA + WA) / 2, macro-F1 and the confusion matrix; their summaries over
+folds × seeds; the per-epoch metrics log."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from serjax.fileio import write_text
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:
@@ -31,3 +37,81 @@ def scores(labels, predictions, num_classes: int) -> dict:
         "f1": float(np.mean(f1[(support + predicted) > 0])),
         "confusion": matrix.tolist(),
     }
+
+
+METRICS = ("ua", "wa", "acc", "f1")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def score_seeds(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> list[dict]:
+    """scores() of each seed's argmax predictions; logits are [S, N, classes]."""
+    return [scores(labels, seed_logits.argmax(-1), num_classes) for seed_logits in logits]
+
+
+def summarize_results(fold_results: list[dict], key: str = "per_seed") -> dict:
+    """Mean ± std over folds × seeds, per fold (over seeds) and per seed (over folds).
+    `key` picks the last-epoch scores ("per_seed") or the selected epoch's ("best_val")."""
+
+    def block(entries):
+        return {
+            m: {
+                "mean": float(np.mean([e[m] for e in entries])),
+                "std": float(np.std([e[m] for e in entries])),
+            }
+            for m in METRICS
+        }
+
+    def pick(result):
+        return result[key] if key == "per_seed" else result[key]["per_seed"]
+
+    grid = [[pick(r)[s] for s in range(len(r["seeds"]))] for r in fold_results]  # [fold][seed]
+    summary = block([e for row in grid for e in row])
+    seeds = fold_results[0]["seeds"]
+    summary["per_fold"] = [
+        {
+            "fold": r["fold"],
+            "n_test": len(r["labels"]),
+            **{m: float(np.mean([e[m] for e in row])) for m in METRICS},
+        }
+        for r, row in zip(fold_results, grid)
+    ]
+    summary["per_seed"] = [
+        {"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
+        for s, seed in enumerate(seeds)
+    ]
+    summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
+    if key == "per_seed" and fold_results[0].get("eca_weights"):
+        # one model's weights, as the paper plots them: the first fold's first seed
+        first = fold_results[0]
+        summary["eca_weights"] = {name: w[0] for name, w in first["eca_weights"].items()}
+        summary["eca_weights_model"] = {"fold": first["fold"], "seed": first["seeds"][0]}
+    return summary
+
+
+class MetricsWriter:
+    """metrics.jsonl: one JSON line per (fold, seed, epoch). A resumed fold first drops its
+    lines past its checkpoint (`resume`), so every epoch is logged once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def resume(self, fold: str, upto_epoch: int) -> None:
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+            if not (record["fold"] == fold and record["epoch"] > upto_epoch):
+                kept.append(line)
+        write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, records: list[dict]) -> None:
+        with open(self.path, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)

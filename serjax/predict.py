@@ -18,9 +18,12 @@ import numpy as np
 
 from serjax import features
 from serjax.audio import audio_problem, fix_length, read_audio
+from serjax.checkpoints import restore_final_states
+from serjax.data import FoldData
 from serjax.errors import SerjaxError
-from serjax.experiment import restore_final_states, seeds_of, softmax
+from serjax.metrics import softmax
 from serjax.model import build_model
+from serjax.seeds import seeds_of
 from serjax.train import trainer_for
 
 
@@ -95,7 +98,7 @@ def predict_files(
     )
     rows = np.arange(len(stacked))
 
-    trainer = trainer_for(build_model(config.model, len(classes)), config.train, 1)
+    trainer = trainer_for(build_model(config.model, len(classes)), config.train)
     seeds = seeds_of(config)
     probabilities = []
     for name in folds:
@@ -106,14 +109,15 @@ def predict_files(
         states = restore_final_states(
             trainer, config, workdir, name, fold_names.index(name), seeds, table.shape[1:]
         )
-        logits = trainer.predict(
-            states,
+        # the windows are the table's rows; they have no labels and no class weights
+        data = FoldData.of(
             table,
-            rows,
-            jnp.asarray(norm["mean"], jnp.float32),
-            jnp.asarray(norm["std"], jnp.float32),
-            config.train.eval_batch_size,
+            np.zeros(len(stacked), np.int32),
+            np.asarray(norm["mean"], np.float32),
+            np.asarray(norm["std"], np.float32),
+            np.ones(len(classes), np.float32),
         )
+        logits = trainer.predict(states, data, rows, config.train.eval_batch_size)
         probs = softmax(logits)  # [S, windows, classes]
         probabilities.append(probs if seed_index is None else probs[seed_index : seed_index + 1])
     mean = np.concatenate(probabilities).mean(axis=0)  # over folds × seeds

@@ -1,13 +1,14 @@
-"""Jit-compiled train and eval steps for S seeds at once, and the per-fold epoch loop.
+"""The jit-compiled train and eval steps, and `train_fold`, the epoch loop of one fold.
 
-The whole corpus's features sit on the device once as a [V·U, mels, frames] float16 table
-(V STFT versions × U utterances); a step receives only row indices and gathers its batch
-inside the jitted function. Its shapes do not depend on the fold, so each step compiles
-once per experiment and is reused by every fold.
+`train_step` and `eval_step` see one seed; `Trainer` lifts them over S stacked seeds
+(serjax/seeds.py) and jit-compiles them once per model, optimizer and loss. Their shapes
+do not depend on the fold: every fold of a run, and every run of a sweep with the same
+model, reuses the compiled steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -17,13 +18,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training import train_state
+from tqdm.auto import tqdm
 
-from serjax.cpu_tuning import compiler_options
+from serjax import selection
+from serjax.checkpoints import FoldCheckpoints
+from serjax.cpu_tuning import compiler_options  # TODO(restructure): xla_options
+from serjax.data import FoldData
 from serjax.errors import SerjaxError
+from serjax.interrupts import Interrupted, StopNow, StopRequest
 from serjax.losses import focal_loss
-
-SEED_STRATEGIES = ("auto", "vmap", "unroll", "map", "chunks")
-SEED_CHUNK = 2  # seeds per jitted call under "chunks"
+from serjax.metrics import METRICS, MetricsWriter, score_seeds
+from serjax.seeds import jit_over_seeds, resolve_seed_strategy, seed_keys
 
 
 class TrainState(train_state.TrainState):
@@ -40,177 +45,59 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
     )
 
 
-def resolve_seed_strategy(strategy: str) -> str:
-    """`auto`: unroll, on the CPU and on accelerators (measured).
+def train_step(state: TrainState, rows, data: FoldData, lr, *, model, gamma: float):
+    """One Adam step of one seed on the table rows `rows` [B]: weighted focal loss, BatchNorm
+    statistics updated, learning rate `lr` (the epoch's). Returns the new state and
+    [loss, correct predictions]."""
+    x = data.inputs(rows)
+    y = data.labels[rows]
 
-    On 2 CPU cores (results/bench/train.md, n = 1, 64 × 601, huge pages for malloc): `unroll`
-    (the S single-seed steps written out in one jitted function) gives 0.98-1.22× the
-    throughput of S separate runs for S = 1-8 over two benchmark runs; `chunks` (two seeds
-    per jitted call) 0.94-1.14×; vmapping S seeds makes XLA's convolutions grouped ones,
-    0.43-0.74× for S = 2-8; lax.map runs its loop body at 0.05-0.06× (~18-20× slower).
-    (Measured earlier under the mallopt-tuned allocator, SERJAX_MALLOC=tuned, unrolling lost
-    from S = 4 on, 0.6× at S = 8; `chunks` was then the CPU's choice and remains one for that
-    setting.)
-    On an H200 (results/bench/gpu.md, n = 4): `unroll` 0.98-1.06×, vmap 0.08-0.19×.
-    """
-    if strategy not in SEED_STRATEGIES:
-        raise SerjaxError(
-            f"config field train.seed_strategy: {strategy!r} is not one of {SEED_STRATEGIES}"
-        )
-    return "unroll" if strategy == "auto" else strategy
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return focal_loss(logits, y, data.class_weights, gamma).mean(), (updates, logits)
 
-
-def _num_seeds(args, shared: tuple[int, ...]) -> int:
-    """S, the leading axis of the first per-seed (not shared) argument."""
-    first = next(i for i in range(len(args)) if i not in shared)
-    return jax.tree_util.tree_leaves(args[first])[0].shape[0]
+    (loss, (updates, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    hyper = dict(state.opt_state.hyperparams, learning_rate=lr)
+    state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
+    state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    correct = jnp.sum(jnp.argmax(logits, -1) == y)
+    return state, jnp.stack([loss, correct.astype(jnp.float32)])
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _split_seeds(tree, chunk: int) -> tuple:
-    """A stacked pytree cut into consecutive slices of `chunk` seeds, in one jitted call
-    (slicing leaf by leaf outside jit costs a dispatch per leaf and slice: more than a whole
-    step on a GPU)."""
-    seeds = jax.tree_util.tree_leaves(tree)[0].shape[0]
-    return tuple(
-        jax.tree_util.tree_map(lambda x, s=s: x[s : s + chunk], tree)
-        for s in range(0, seeds, chunk)
+def eval_step(state: TrainState, rows, data: FoldData, *, model):
+    """Logits [B, classes] of one seed's model (BatchNorm on its running statistics)."""
+    return model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats}, data.inputs(rows)
     )
 
 
-@jax.jit
-def _join_seeds(parts: tuple):
-    return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-
-
-def _in_chunks(jitted: Callable, shared: tuple[int, ...], chunk: int) -> Callable:
-    """Call jitted (stacked per-seed arguments on axis 0) on at most `chunk` seeds at a time,
-    the outputs concatenated back along the seed axis (the split and the join are one jitted
-    call each)."""
-
-    def run(*args):
-        seeds = _num_seeds(args, shared)
-        if seeds <= chunk:
-            return jitted(*args)
-        pieces = {i: _split_seeds(a, chunk) for i, a in enumerate(args) if i not in shared}
-        outs = [
-            jitted(*[a if i in shared else pieces[i][c] for i, a in enumerate(args)])
-            for c in range(-(-seeds // chunk))
-        ]
-        return _join_seeds(tuple(outs))
-
-    return run
-
-
-def _over_seeds(fn: Callable, strategy: str, shared: tuple[int, ...], num_args: int) -> Callable:
-    """Lift fn(per_seed..., shared...) to stacked per-seed arguments (axis 0)."""
-    if strategy == "vmap":
-        return jax.vmap(fn, in_axes=tuple(None if i in shared else 0 for i in range(num_args)))
-
-    def per_seed_args(args, pick):
-        return [args[i] if i in shared else pick(args[i]) for i in range(num_args)]
-
-    if strategy == "unroll":
-
-        def unrolled(*args):
-            seeds = _num_seeds(args, shared)
-            outs = [
-                fn(
-                    *per_seed_args(
-                        args, lambda tree, s=s: jax.tree_util.tree_map(lambda x: x[s], tree)
-                    )
-                )
-                for s in range(seeds)
-            ]
-            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
-
-        return unrolled
-
-    def mapped(*args):
-        per_seed = [a for i, a in enumerate(args) if i not in shared]
-
-        def one(xs):
-            it = iter(xs)
-            return fn(*per_seed_args(args, lambda _: next(it)))
-
-        return jax.lax.map(one, per_seed)
-
-    return mapped
-
-
-def _normalise(data, rows, mean, std):
-    x = data[rows].astype(jnp.float32)
-    return (x - mean[:, None]) / std[:, None]
+def eca_step(state: TrainState, rows, data: FoldData, *, model) -> dict:
+    """The ECA blocks' channel weights, {"eca5": [B, channels], ...} (paper Fig. 14)."""
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    _, inter = model.apply(variables, data.inputs(rows), mutable=["intermediates"])
+    return {
+        name: value["channel_weights"][0] for name, value in inter.get("intermediates", {}).items()
+    }
 
 
 class Trainer:
-    """The jitted steps for one model, optimizer and loss; reused across folds."""
+    """The steps of one model, optimizer and loss over S stacked seeds, jit-compiled."""
 
-    def __init__(
-        self,
-        model,
-        tx,
-        gamma: float,
-        num_utterances: int,
-        seed_strategy: str = "auto",
-        compiler_options: dict | None = None,
-    ):
-        self.model = model
-        self.tx = tx
+    def __init__(self, model, tx, gamma: float, seed_strategy: str = "auto", options=None):
+        self.model, self.tx = model, tx
         self.strategy = resolve_seed_strategy(seed_strategy)
-        U = num_utterances
 
-        def train_step(state, rows, data, labels, weights, mean, std, lr):
-            x = _normalise(data, rows, mean, std)
-            y = labels[rows % U]
+        def jit(fn, per_seed, **jit_args):
+            return jit_over_seeds(fn, self.strategy, per_seed, compiler_options=options, **jit_args)
 
-            def loss_fn(params):
-                logits, updates = model.apply(
-                    {"params": params, "batch_stats": state.batch_stats},
-                    x,
-                    train=True,
-                    mutable=["batch_stats"],
-                )
-                return focal_loss(logits, y, weights, gamma).mean(), (updates, logits)
-
-            (loss, (updates, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params
-            )
-            hyper = dict(state.opt_state.hyperparams, learning_rate=lr)
-            state = state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
-            state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
-            correct = jnp.sum(jnp.argmax(logits, -1) == y)
-            return state, jnp.stack([loss, correct.astype(jnp.float32)])
-
-        def eval_step(state, rows, data, mean, std):
-            x = _normalise(data, rows, mean, std)
-            return model.apply({"params": state.params, "batch_stats": state.batch_stats}, x)
-
-        def eca_step(state, rows, data, mean, std):
-            x = _normalise(data, rows, mean, std)
-            _, inter = model.apply(
-                {"params": state.params, "batch_stats": state.batch_stats},
-                x,
-                mutable=["intermediates"],
-            )
-            return {
-                name: value["channel_weights"][0]
-                for name, value in inter.get("intermediates", {}).items()
-            }
-
-        inner = "unroll" if self.strategy == "chunks" else self.strategy
-
-        def compiled(fn, shared, num_args, **jit_args):
-            jitted = jax.jit(
-                _over_seeds(fn, inner, shared, num_args),
-                compiler_options=compiler_options,
-                **jit_args,
-            )
-            return _in_chunks(jitted, shared, SEED_CHUNK) if self.strategy == "chunks" else jitted
-
-        self.train_step = compiled(train_step, (2, 3, 4, 5, 6, 7), 8, donate_argnums=0)
-        self.eval_step = compiled(eval_step, (1, 2, 3, 4), 5)
-        self.eca_step = compiled(eca_step, (1, 2, 3, 4), 5)
+        # (state, rows) per seed in training; the data and learning rate are shared
+        self.train_step = jit(
+            functools.partial(train_step, model=model, gamma=gamma), 2, donate_argnums=0
+        )
+        # evaluation: the state per seed, the rows shared
+        self.eval_step = jit(functools.partial(eval_step, model=model), 1)
+        self.eca_step = jit(functools.partial(eca_step, model=model), 1)
 
         def init_one(key, input_shape):
             variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))
@@ -229,66 +116,54 @@ class Trainer:
         """S freshly initialised states, stacked on axis 0 (one per key)."""
         return self._init(keys, tuple(int(d) for d in input_shape))
 
-    def _batched(self, step, states, data, rows, mean, std, batch_size):
+    def _batched(self, step, states, data: FoldData, rows: np.ndarray, batch_size: int):
         """step over rows in fixed-size batches (the last one padded, so one shape compiles),
-        outputs concatenated along the sample axis (axis 1, after the seeds). The padding is
-        cut off and the batches joined in NumPy, after one transfer of them all: slicing or
-        concatenating on the device would compile once per fold size."""
+        outputs joined along the sample axis (axis 1, after the seeds). The padding is cut
+        and the batches joined in NumPy after one transfer: slicing or concatenating on the
+        device would compile once per fold size."""
         outputs, sizes = [], []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             padded = np.pad(chunk, (0, batch_size - len(chunk)))
-            outputs.append(step(states, jnp.asarray(padded), data, mean, std))
+            outputs.append(step(states, jnp.asarray(padded), data))
             sizes.append(len(chunk))
         host = jax.device_get(outputs)
-        parts = [
-            jax.tree_util.tree_map(lambda a, n=n: a[:, :n], out) for out, n in zip(host, sizes)
-        ]
+        parts = [jax.tree_util.tree_map(lambda a, n=n: a[:, :n], o) for o, n in zip(host, sizes)]
         return jax.tree_util.tree_map(lambda *p: np.concatenate(p, axis=1), *parts)
 
-    def predict(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> np.ndarray:
+    def predict(self, states, data: FoldData, rows: np.ndarray, batch_size: int) -> np.ndarray:
         """Logits [S, len(rows), classes]."""
-        return self._batched(self.eval_step, states, data, rows, mean, std, batch_size)
+        return self._batched(self.eval_step, states, data, rows, batch_size)
 
-    def channel_weights(self, states, data, rows: np.ndarray, mean, std, batch_size: int) -> dict:
+    def channel_weights(self, states, data: FoldData, rows: np.ndarray, batch_size: int):
         """ECA channel weights per ECA block: {"eca5": [S, len(rows), C], ...}."""
-        return self._batched(self.eca_step, states, data, rows, mean, std, batch_size)
+        return self._batched(self.eca_step, states, data, rows, batch_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_trainer(
-    model, adam: tuple, gamma: float, num_utterances: int, strategy: str, options: tuple | None
-) -> Trainer:
-    lr, b1, b2, eps = adam
+def _cached_trainer(model, adam_args: tuple, gamma: float, strategy: str, options) -> Trainer:
+    lr, b1, b2, eps = adam_args
     tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
-    return Trainer(
-        model, tx, gamma, num_utterances, strategy, None if options is None else dict(options)
-    )
+    return Trainer(model, tx, gamma, strategy, None if options is None else dict(options))
 
 
-def trainer_for(model, train_cfg, num_utterances: int) -> Trainer:
+def trainer_for(model, train_cfg) -> Trainer:
     """The Trainer for this model and optimizer, shared by every run of a process that
     uses the same ones, so a sweep or a test suite compiles each step once."""
-    adam = (
-        float(train_cfg.learning_rate),
-        float(train_cfg.adam_b1),
-        float(train_cfg.adam_b2),
-        float(train_cfg.adam_eps),
+    adam_args = tuple(
+        float(train_cfg[f]) for f in ("learning_rate", "adam_b1", "adam_b2", "adam_eps")
     )
     options = compiler_options()
     return _cached_trainer(
         model,
-        adam,
+        adam_args,
         float(train_cfg.focal_gamma),
-        int(num_utterances),
         resolve_seed_strategy(train_cfg.seed_strategy),
         None if options is None else tuple(sorted(options.items())),
     )
 
 
-def epoch_batches(
-    train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int
-) -> np.ndarray:
+def epoch_batches(train_rows: np.ndarray, batch_size: int, seeds, fold_index: int, epoch: int):
     """[steps, S, batch] row indices: each seed its own shuffle of the training rows, the last
     batch filled with extra rows drawn from the same seed's stream. Derived from
     (seed, fold, epoch) alone, so a resumed run draws the same batches."""
@@ -308,5 +183,170 @@ def epoch_batches(
     return np.stack(per_seed, axis=1)
 
 
-def seed_keys(seeds, fold_index: int) -> jax.Array:
-    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), fold_index) for s in seeds])
+@dataclasses.dataclass(frozen=True)
+class FoldRows:
+    """One fold's table rows: training (all training versions), inner validation and test
+    (the test version), with the labels of the validation and test rows."""
+
+    name: str
+    index: int
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    validation_labels: np.ndarray
+    test_labels: np.ndarray
+
+
+@dataclasses.dataclass
+class FoldOutcome:
+    """What `train_fold` leaves: the last epoch's states and, with a validation split, the
+    best epoch per seed and its states."""
+
+    states: TrainState
+    best: dict
+    best_states: TrainState | None
+
+
+def _epoch_records(fold: FoldRows, seeds, epoch: int, lr, stats, batch_size: int) -> list[dict]:
+    diverged = [seed for s, seed in enumerate(seeds) if not np.isfinite(stats[:, s, 0]).all()]
+    if diverged:
+        raise SerjaxError(
+            f"{fold.name}, epoch {epoch}: the training loss of seed(s) {diverged} "
+            "is not finite (training diverged); try a lower train.learning_rate "
+            "in a new --workdir"
+        )
+    return [
+        {
+            "fold": fold.name,
+            "seed": seed,
+            "epoch": epoch,
+            "lr": float(lr),
+            "train_loss": float(stats[:, s, 0].mean()),
+            "train_acc": float(stats[:, s, 1].sum() / (stats.shape[0] * batch_size)),
+        }
+        for s, seed in enumerate(seeds)
+    ]
+
+
+def _add_scores(records, prefix: str, logits, labels, num_classes: int) -> list[dict]:
+    scored = score_seeds(logits, labels, num_classes)
+    for record, score in zip(records, scored):
+        record.update({f"{prefix}_{m}": score[m] for m in METRICS})
+    return scored
+
+
+def train_fold(
+    trainer: Trainer,
+    data: FoldData,
+    fold: FoldRows,
+    seeds,
+    train_cfg,
+    num_classes: int,
+    checkpoints: FoldCheckpoints,
+    metrics: MetricsWriter,
+    progress: bool = True,
+    on_checkpoint: Callable[[], object] | None = None,
+) -> FoldOutcome:
+    """Train every seed on one fold for train_cfg.epochs epochs, resuming from the fold's
+    latest checkpoint. Per epoch: a step per batch, the metrics line of each seed (train
+    loss and accuracy, validation and test scores), the best epoch on the validation rows,
+    a checkpoint every train_cfg.checkpoint_every epochs (`on_checkpoint` runs after each).
+    Ctrl-C or SIGTERM saves the last whole epoch and raises Interrupted."""
+    schedule = learning_rate_schedule(train_cfg)
+    validates = len(fold.validation) > 0
+    states = trainer.init(seed_keys(seeds, fold.index), data.features.shape[1:])
+    best = selection.new_best(len(seeds))
+    # a copy: the train step donates (frees) the buffers of the states it is given
+    best_states = jax.tree_util.tree_map(jnp.copy, states) if validates else None
+    start_epoch = checkpoints.latest_epoch() or 0
+    if start_epoch:
+        template = selection.best_extras(best)
+        if validates:
+            template["best_state"] = selection.weights_of(best_states)
+        states, extras = checkpoints.restore(start_epoch, states, template)
+        best = selection.best_from_extras(extras)
+        if validates:
+            best_states = selection.with_weights(states, extras["best_state"])
+    metrics.resume(fold.name, start_epoch)
+
+    def save(epoch_done, states_done, best_done, best_states_done):
+        extras = selection.best_extras(best_done)
+        if best_states_done is not None:
+            extras["best_state"] = selection.weights_of(best_states_done)
+        checkpoints.save(epoch_done, states_done, extras)
+        if on_checkpoint is not None:
+            on_checkpoint()
+
+    saved_epoch = start_epoch
+    epochs = train_cfg.epochs
+    bar = tqdm(
+        range(start_epoch, epochs),
+        initial=start_epoch,
+        total=epochs,
+        desc=f"{fold.name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})",
+        unit="epoch",
+        disable=not progress,
+    )
+    snapshot = (start_epoch, states, dict(best), best_states)
+    with StopRequest() as stop:
+        try:
+            for epoch in bar:
+                # What `epoch` finished epochs left, kept whole while this epoch runs (the
+                # steps donate their input): an interruption saves it, so Ctrl-C loses at
+                # most this epoch.
+                snapshot = (epoch, states, dict(best), best_states)
+                states = jax.tree_util.tree_map(jnp.copy, states)
+                lr = jnp.float32(schedule(epoch))
+                step_stats = []
+                for rows in epoch_batches(
+                    fold.train, train_cfg.batch_size, seeds, fold.index, epoch
+                ):
+                    if stop.requested:
+                        raise StopNow
+                    states, stats = trainer.train_step(states, jnp.asarray(rows), data, lr)
+                    step_stats.append(stats)
+                # [steps, S, 2]: fetched once per epoch, stacked in NumPy (a jnp.stack would
+                # compile again for each new number of steps per epoch, i.e. per fold size)
+                stats = np.stack(jax.device_get(step_stats))
+                records = _epoch_records(fold, seeds, epoch + 1, lr, stats, train_cfg.batch_size)
+                last_epoch = epoch + 1 == epochs
+                if validates:
+                    logits = trainer.predict(
+                        states, data, fold.validation, train_cfg.eval_batch_size
+                    )
+                    scored = _add_scores(
+                        records, "val", logits, fold.validation_labels, num_classes
+                    )
+                    best, improved = selection.update_best(
+                        best, [v["ua"] for v in scored], epoch + 1
+                    )
+                    if improved.any():
+                        best_states = selection.select_improved(improved, states, best_states)
+                every = train_cfg.eval_every
+                if every and ((epoch + 1) % every == 0 or last_epoch):
+                    logits = trainer.predict(states, data, fold.test, train_cfg.eval_batch_size)
+                    _add_scores(records, "test", logits, fold.test_labels, num_classes)
+                metrics.write(records)
+                bar.set_postfix(_postfix(records))
+                if (epoch + 1) % train_cfg.checkpoint_every == 0 or last_epoch or stop.requested:
+                    save(epoch + 1, states, best, best_states)
+                    saved_epoch = epoch + 1
+                if stop.requested and not last_epoch:
+                    raise StopNow
+        except StopNow:
+            done, done_states, done_best, done_best_states = snapshot
+            if done > saved_epoch:
+                save(done, done_states, done_best, done_best_states)
+                saved_epoch = done
+            bar.close()
+            raise Interrupted(fold.name, saved_epoch) from None
+        finally:
+            checkpoints.close()
+    return FoldOutcome(states, best, best_states)
+
+
+def _postfix(records: list[dict]) -> dict:
+    postfix = {"loss": f"{np.mean([r['train_loss'] for r in records]):.3f}"}
+    if "test_ua" in records[0]:
+        postfix["test UA"] = f"{np.mean([r['test_ua'] for r in records]):.3f}"
+    return postfix

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from conftest import EPOCHS, tiny_config
 
-from serjax import experiment
+from serjax import experiment, selection
+from serjax import workdir as workdir_lib
 from serjax.cli import evaluate
 from serjax.configlib import base_config
 from serjax.corpora.records import Utterance
 from serjax.data import assign_folds, stratified_kfold, validation_split
 from serjax.errors import SerjaxError
+from serjax.metrics import summarize_results
 
 
 def test_run_writes_everything(finished_run):
@@ -130,20 +132,20 @@ def test_best_epoch_survives_a_checkpoint_round_trip_exactly(tmp_path):
         step: np.ndarray
 
     states = States({"w": np.ones(2, np.float32)}, {}, {}, np.zeros((), np.int32))
-    best, improved = experiment.update_best(experiment.new_best(2), [0.7123456789, 0.3], epoch=1)
+    best, improved = selection.update_best(selection.new_best(2), [0.7123456789, 0.3], epoch=1)
     assert improved.tolist() == [True, True]
     checkpoints = FoldCheckpoints(tmp_path / "fold0")
-    checkpoints.save(1, states, experiment.best_extras(best))
+    checkpoints.save(1, states, selection.best_extras(best))
     checkpoints.close()
     checkpoints = FoldCheckpoints(tmp_path / "fold0")
-    _, extras = checkpoints.restore(1, states, experiment.best_extras(experiment.new_best(2)))
+    _, extras = checkpoints.restore(1, states, selection.best_extras(selection.new_best(2)))
     checkpoints.close()
-    restored = experiment.best_from_extras(extras)
+    restored = selection.best_from_extras(extras)
     assert restored["score"].tolist() == [0.7123456789, 0.3] and restored["epoch"].tolist() == [
         1,
         1,
     ]
-    after, improved = experiment.update_best(restored, [0.7123456789, 0.5], epoch=2)
+    after, improved = selection.update_best(restored, [0.7123456789, 0.5], epoch=2)
     assert improved.tolist() == [False, True] and after["epoch"].tolist() == [1, 2]
 
 
@@ -337,13 +339,13 @@ def test_normalisation_kinds():
 
 
 def test_workdir_config_check_names_fields_and_accepts_added_defaults():
-    saved = experiment._comparable(base_config())
+    saved = workdir_lib.comparable_config(base_config())
     del saved["data"]["normalisation"]  # a run saved before the field existed
-    assert experiment.config_differences(saved, experiment._comparable(base_config())) == []
+    assert workdir_lib.config_differences(saved, workdir_lib.comparable_config(base_config())) == []
     changed = base_config()
     changed.data.normalisation = "none"
     changed.train.epochs = 7
-    assert experiment.config_differences(saved, experiment._comparable(changed)) == [
+    assert workdir_lib.config_differences(saved, workdir_lib.comparable_config(changed)) == [
         "data.normalisation",
         "train.epochs",
     ]
@@ -352,14 +354,14 @@ def test_workdir_config_check_names_fields_and_accepts_added_defaults():
 def test_an_untrained_start_may_change_config_but_a_run_may_not(tmp_path):
     first, second = base_config(), base_config()
     second.data.on_bad_file = "skip"  # e.g. after the first start listed bad files
-    experiment.check_workdir_config(first, tmp_path)
+    workdir_lib.check_workdir_config(first, tmp_path)
     (tmp_path / "folds.json").write_text("{}")
-    experiment.check_workdir_config(second, tmp_path)  # nothing trained: starts over
+    workdir_lib.check_workdir_config(second, tmp_path)  # nothing trained: starts over
     saved = json.loads((tmp_path / "config.json").read_text())["config"]
     assert saved["data"]["on_bad_file"] == "skip" and not (tmp_path / "folds.json").exists()
     (tmp_path / "summary.json").write_text("{}")  # a finished run is never replaced
     with pytest.raises(SerjaxError, match="fields that differ: data.on_bad_file"):
-        experiment.check_workdir_config(first, tmp_path)
+        workdir_lib.check_workdir_config(first, tmp_path)
 
 
 def test_small_folds_and_bad_sizes():
@@ -492,7 +494,7 @@ def test_summary_std_is_over_folds_and_seeds_with_ddof_0():
         }
         for i, row in enumerate(grid)
     ]
-    summary = experiment.summarize_results(results, base_config())
+    summary = summarize_results(results)
     assert summary["ua"]["mean"] == pytest.approx(0.675)
     assert summary["ua"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.6, 0.9]))  # ddof = 0
     assert [f["ua"] for f in summary["per_fold"]] == pytest.approx([0.6, 0.75])
@@ -501,9 +503,11 @@ def test_summary_std_is_over_folds_and_seeds_with_ddof_0():
 
 def test_rows_of_every_version_read_their_own_utterance_and_label():
     # a table of two versions holding the same features: rows r and U + r must give the same
-    # normalised input and label, so the same loss (labels are looked up modulo U)
+    # normalised input and label, so the same loss (each version's block of rows repeats the
+    # utterances' labels)
     import optax
 
+    from serjax.data import FoldData
     from serjax.model import SERCNN
     from serjax.train import Trainer
 
@@ -511,23 +515,15 @@ def test_rows_of_every_version_read_their_own_utterance_and_label():
     rng = np.random.default_rng(0)
     one = rng.standard_normal((U, 32, 41)).astype(np.float16)
     table = jnp.asarray(np.concatenate([one, one]))
-    labels = jnp.asarray([0, 1, 2, 3, 0, 1], jnp.int32)
+    labels = np.asarray([0, 1, 2, 3, 0, 1], np.int32)
+    data = FoldData.of(table, labels, np.zeros(32), np.ones(32), np.ones(4))
     model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
-    trainer = Trainer(model, optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), 2.0, U)
+    trainer = Trainer(model, optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), 2.0)
     states = trainer.init(jnp.stack([jax.random.PRNGKey(0)]), (32, 41))
     stats = []
     for rows in (np.arange(U), np.arange(U) + U):
         fresh = jax.tree_util.tree_map(jnp.copy, states)
-        _, s = trainer.train_step(
-            fresh,
-            jnp.asarray(rows[None]),
-            table,
-            labels,
-            jnp.ones(4),
-            jnp.zeros(32),
-            jnp.ones(32),
-            jnp.float32(1e-3),
-        )
+        _, s = trainer.train_step(fresh, jnp.asarray(rows[None]), data, jnp.float32(1e-3))
         stats.append(np.asarray(s))
     np.testing.assert_array_equal(stats[0], stats[1])
     assert stats[0][0, 1] > 0  # some are right: the labels are not all clamped to one
@@ -619,12 +615,12 @@ def test_wall_time_ledger_counts_earlier_invocations_only_while_their_work_remai
         "invocations": [{"started": "x", "seconds": 60.0, "folds_trained": ["fold0"]}],
     }
     (tmp_path / "wall_time.json").write_text(json.dumps(ledger))
-    total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
+    total, invocations = workdir_lib.WallClock(tmp_path / "wall_time.json").record()
     assert invocations == 1 and total < 60.0
     (tmp_path / "wall_time.json").write_text(json.dumps(ledger))
     (tmp_path / "folds").mkdir()
     (tmp_path / "folds" / "fold0.json").write_text("{}")
-    total, invocations = experiment.WallClock(tmp_path / "wall_time.json").record()
+    total, invocations = workdir_lib.WallClock(tmp_path / "wall_time.json").record()
     assert invocations == 2 and total >= 60.0
 
 
@@ -641,16 +637,16 @@ def test_later_folds_compile_nothing(cache, tmp_path, monkeypatch):
             fold_of_compile.append(current[0])
 
     jax.monitoring.register_event_duration_secs_listener(listen)
-    train_fold = experiment.train_fold
+    run_fold = experiment.run_fold
 
-    def tracked(prep, k, *args, **kwargs):
+    def tracked(prepared, k, *args, **kwargs):
         current[0] = k
         try:
-            return train_fold(prep, k, *args, **kwargs)
+            return run_fold(prepared, k, *args, **kwargs)
         finally:
             current[0] = None
 
-    monkeypatch.setattr(experiment, "train_fold", tracked)
+    monkeypatch.setattr(experiment, "run_fold", tracked)
     # batch 53: the folds' 53, 53 and 54 training utterances make 1, 1 and 2 steps an epoch
     config = tiny_config(cache, epochs=2, validation_fraction=0.0, batch_size=53)
     config.protocol.num_folds = 3
@@ -678,9 +674,9 @@ def test_the_recorded_commit_is_dirty_for_software_changes_not_for_results(tmp_p
         [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     (tmp_path / "results" / "summary.json").write_text('{"ua": 1}\n')
-    assert experiment._git_commit(tmp_path / "serjax") == head
+    assert workdir_lib.git_commit(tmp_path / "serjax") == head
     (tmp_path / "serjax" / "m.py").write_text("x = 2\n")
-    assert experiment._git_commit(tmp_path / "serjax") == head + "+dirty"
+    assert workdir_lib.git_commit(tmp_path / "serjax") == head + "+dirty"
 
 
 def test_earlier_versions_are_kept_only_with_work_they_trained(tmp_path, monkeypatch):
@@ -689,8 +685,8 @@ def test_earlier_versions_are_kept_only_with_work_they_trained(tmp_path, monkeyp
     (tmp_path / "config.json").write_text(
         json.dumps({"config": {}, "versions": {"git_commit": "old"}})
     )
-    monkeypatch.setattr(experiment, "_environment", lambda: {"git_commit": "new"})
-    experiment.record_environment(tmp_path)
+    new = {"git_commit": "new"}
+    workdir_lib.record_environment(tmp_path, new)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["versions"] == {"git_commit": "new"} and "earlier_versions" not in saved
 
@@ -699,7 +695,7 @@ def test_earlier_versions_are_kept_only_with_work_they_trained(tmp_path, monkeyp
     )
     (tmp_path / "folds").mkdir()
     (tmp_path / "folds" / "fold0.json").write_text("{}")
-    experiment.record_environment(tmp_path)
+    workdir_lib.record_environment(tmp_path, new)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["earlier_versions"] == [{"git_commit": "old"}] and saved["versions"] == {
         "git_commit": "new"

@@ -1,0 +1,165 @@
+"""A run's workdir bookkeeping: the config it was made for, the software that trained it,
+its wall-time ledger, and what it already holds (finished folds, checkpoints, a summary)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from serjax.errors import SerjaxError
+from serjax.fileio import write_json
+
+# Config fields added after runs were saved, with the value that does what those runs did:
+# a saved config without the field equals a current one that has this value.
+ADDED_FIELDS = {"data.normalisation": "per_band", "model.conv_impl": "auto"}
+
+
+def comparable_config(config) -> dict:
+    """The config as JSON, without fields that may change between a run and its resumption."""
+    d = json.loads(config.to_json())
+    d.pop("cache_dir", None)
+    d["data"].pop("load_workers", None)
+    return d
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The dotted fields whose values differ between a saved config and the current one."""
+    a, b = _flat(saved), _flat(current)
+    for field, old_behaviour in ADDED_FIELDS.items():
+        if field not in a and b.get(field) == old_behaviour:
+            b.pop(field)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+def check_workdir_config(config, workdir: Path) -> None:
+    """Refuse a workdir that holds a run of another config; record this one's config."""
+    path = workdir / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differences = config_differences(saved.get("config", {}), comparable_config(config))
+        if not differences:
+            return
+        listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
+        if has_results(workdir):
+            raise SerjaxError(
+                f"workdir {workdir} holds a run of a different config ({path}; fields "
+                f"that differ: {listed}); use another --workdir, or delete that one to start over"
+            )
+        # an earlier start that stopped before training anything (a bad corpus, a bad field):
+        # nothing of it is kept but its config and fold assignment, which the new config replaces
+        print(
+            f"serjax: {workdir} held only an untrained start with another config ({listed}); "
+            "starting over with this one"
+        )
+        (workdir / "folds.json").unlink(missing_ok=True)
+    # the versions are added by record_environment when this invocation starts training
+    write_json(path, {"config": comparable_config(config)})
+
+
+def has_trained_work(workdir: Path) -> bool:
+    """Whether a workdir holds work to resume: a finished fold or a checkpoint."""
+    return any((workdir / "folds").glob("*.json")) or any((workdir / "checkpoints").glob("*/*"))
+
+
+def has_results(workdir: Path) -> bool:
+    """Whether a workdir holds a run: a summary or work to resume."""
+    return (workdir / "summary.json").exists() or has_trained_work(workdir)
+
+
+def record_environment(workdir: Path, environment: dict) -> None:
+    """config.json's "versions" describe the software that trains (written when training
+    starts). Earlier ones move to "earlier_versions" while work they trained is kept; a run
+    trained again from nothing (a committed results folder: git keeps no checkpoints) drops
+    them, as the wall-time ledger drops their invocations."""
+    path = workdir / "config.json"
+    saved = json.loads(path.read_text())
+    if saved.get("versions") != environment:
+        if saved.get("versions") and has_trained_work(workdir):
+            saved.setdefault("earlier_versions", []).append(saved["versions"])
+        saved["versions"] = environment
+        write_json(path, saved)
+
+
+def software_environment() -> dict:
+    """The software and devices that train: recorded in config.json as "versions"."""
+    import flax
+    import jax
+    import optax
+    import orbax.checkpoint
+
+    from serjax.cpu_tuning import allocator_state, compiler_options
+
+    return {
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "orbax": orbax.checkpoint.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "git_commit": git_commit(),
+        "host_allocator": allocator_state(),
+        "compiler_options": compiler_options(),
+    }
+
+
+def git_commit(here: Path | None = None) -> str | None:
+    """The commit of the serjax checkout that ran, with '+dirty' when its tracked files differ
+    from it outside results/ (a run rewriting the committed results it reproduces, as
+    `python launch.py` does, changes no software)."""
+    if os.environ.get("SERJAX_GIT_COMMIT"):
+        # set by whoever ships a copy of the tree elsewhere (its .git, if any, may be stale)
+        return os.environ["SERJAX_GIT_COMMIT"]
+    here = here or Path(__file__).resolve().parent
+
+    def git(*args, check=False):
+        return subprocess.run(
+            ["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=check
+        )
+
+    try:
+        commit = git("rev-parse", "HEAD", check=True).stdout.strip()
+        status = ("status", "--porcelain", "--untracked-files=no")
+        done = git(*status, "--", ":(top)", ":(top,exclude)results")
+        if done.returncode != 0:  # a git without pathspec magic: every change counts
+            done = git(*status, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if done.stdout.strip() else "")
+
+
+class WallClock:
+    """A run's wall time over every invocation that worked on it, kept in wall_time.json:
+    one entry per invocation, rewritten after each fold it trains. Earlier entries count
+    only while their work is there to resume: a workdir without it starts a new ledger."""
+
+    def __init__(self, path: Path):
+        self.path, self.started = path, time.time()
+        resumable = has_trained_work(path.parent)
+        self.earlier = (
+            json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
+        )
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started))
+        self.entry = {"started": started, "seconds": 0.0, "folds_trained": []}
+
+    def record(self, trained: str | None = None) -> tuple[float, int]:
+        """Write this invocation's time so far; return (total seconds, invocations)."""
+        if trained is not None:
+            self.entry["folds_trained"].append(trained)
+        self.entry["seconds"] = round(time.time() - self.started, 1)
+        invocations = self.earlier + [self.entry]
+        total = round(sum(e["seconds"] for e in invocations), 1)
+        write_json(self.path, {"total_s": total, "invocations": invocations})
+        return total, len(invocations)
