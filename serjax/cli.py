@@ -65,19 +65,41 @@ def describe(config, workdir: Path) -> None:
     print(f"wrote {write_json(workdir / 'model.json', info)}")
 
 
+def write_run_report(workdir: Path, config, summary: dict) -> Path:
+    """One run's report.md and figures from its summary; the model is described as built
+    from the run's config (serjax.report draws, this layer gathers)."""
+    from serjax.model import build_model
+    from serjax.report import model_note
+    from serjax.report import write_run_report as draw_run
+
+    model = build_model(config.model, len(summary["classes"]))
+    return draw_run(workdir, summary, model_note(config.model, model))
+
+
+def write_sweep_report(config, workdir: Path) -> Path:
+    """A sweep's report.md, results.csv and score figure over its finished runs, with the
+    paper's numbers for the same cells (gathered by serjax.sweeps)."""
+    from serjax.report import write_sweep_report as draw_sweep
+    from serjax.sweeps import report_inputs
+
+    return draw_sweep(workdir, **report_inputs(config, workdir))
+
+
 def train(config, workdir: Path) -> None:
+    """Train a run, or every unfinished run of a sweep, and write the reports: each run's
+    report.md as it finishes, then the sweep's."""
     from serjax import experiment
     from serjax.report import pct
 
     if "sweep" in config:
-        from serjax.report import write_sweep_report
         from serjax.sweeps import run_sweep
 
-        run_sweep(config, workdir)
+        run_sweep(config, workdir, on_trained=write_run_report)
         print(f"wrote {write_sweep_report(config, workdir)}")
         return
 
     summary = experiment.run(config, workdir)
+    write_run_report(workdir, config, summary)
     print(
         f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
         f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
@@ -130,10 +152,27 @@ def evaluate(config, workdir: Path) -> None:
 
 
 def report(config, workdir: Path) -> None:
-    from serjax.report import rebuild
+    """--mode=report: rebuild every report under a run's or a sweep's workdir from its saved
+    results (each finished run's report.md, then the sweep's), without retraining."""
+    if "sweep" in config:
+        from serjax.sweeps import finished_runs
 
-    for path in rebuild(config, workdir):
-        print(f"wrote {path}")
+        for _, run_config, run_dir, summary in finished_runs(config, workdir):
+            print(f"wrote {write_run_report(run_dir, run_config, summary)}")
+        print(f"wrote {write_sweep_report(config, workdir)}")
+        return
+    summary_path = workdir / "summary.json"
+    if not summary_path.exists():
+        subruns = sorted(p.parent.name for p in workdir.glob("*/summary.json"))
+        more = ", …" if len(subruns) > 3 else ""
+        hint = (
+            f"; it holds a sweep's runs ({', '.join(subruns[:3])}{more}): "
+            "pass the sweep's --config (e.g. configs/fig6.py:small)"
+            if subruns
+            else ""
+        )
+        raise SerjaxError(f"{workdir} holds no finished run (no summary.json){hint}")
+    print(f"wrote {write_run_report(workdir, config, json.loads(summary_path.read_text()))}")
 
 
 def predict(config, workdir: Path, options: dict) -> None:

@@ -95,7 +95,8 @@ def eca_weights(weights: dict, classes, path) -> Path:
 
 
 def sweep_curves(rows, x_label, path, title="") -> Path:
-    """UA / WA / ACC (mean ± std) against the sweep's x axis, one line per series."""
+    """UA / WA / ACC (mean ± std) against the sweep's x axis, one line per series; rows as
+    serjax.sweeps.report_inputs gathers them (series, x, the run's summary)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     series = list(dict.fromkeys(r["series"] for r in rows))
     for ax, metric in zip(axes, ("ua", "wa", "acc")):
@@ -104,8 +105,8 @@ def sweep_curves(rows, x_label, path, title="") -> Path:
             xs = [r["x"] for r in points]
             ax.errorbar(
                 xs,
-                [100 * r[metric]["mean"] for r in points],
-                yerr=[100 * r[metric]["std"] for r in points],
+                [100 * r["summary"][metric]["mean"] for r in points],
+                yerr=[100 * r["summary"][metric]["std"] for r in points],
                 marker="o",
                 capsize=2,
                 label=name,

@@ -1,5 +1,7 @@
-"""Reports built from a run's or a sweep's saved results (summary.json, metrics.jsonl):
-Markdown and CSV tables in the paper's form, and PNG figures. Never retrains."""
+"""Reports drawn from a run's or a sweep's saved results: Markdown and CSV tables in the
+paper's form, and PNG figures (serjax.figures). Never retrains, and gathers nothing: the
+command layer (serjax.cli) hands in the summaries, the sweep's rows with the paper's cells
+(serjax.sweeps.report_inputs) and the model as built; this module only writes them out."""
 
 from __future__ import annotations
 
@@ -36,70 +38,19 @@ def protocol_note(summary: dict) -> str:
     return f"{note}, {len(summary['per_fold'])} folds" if summary.get("per_fold") else note
 
 
-def paper_caveat(summary: dict) -> str:
-    """Why the paper's column may not be comparable with this run's numbers."""
-    reasons = []
-    if summary["corpus"] != "iemocap":
-        reasons.append("another corpus")
-    if summary["protocol"] != "stratified_kfold":
-        reasons.append("the paper's random 5-fold split is speaker-dependent, this protocol is not")
-    elif len(summary["per_fold"]) != 5:
-        reasons.append(f"{len(summary['per_fold'])} folds, the paper's 5")
-    return ("not comparable: " + "; ".join(reasons)) if reasons else "same protocol"
-
-
-# The paper's own IEMOCAP figures (UA, WA, ACC in %), for the cells where it gives one.
-# They are the paper's numbers, shown beside ours, never as ours. A cell is the same model
-# and data as the paper's under serjax's assumptions (width n = 4 for the paper's unstated
-# best n; Table V's original-ECA row at v8): the CNN at v6 and our ECA (blocks 5-6, k = 7)
-# at v8 appear in several sweeps. The paper's best original-ECA result (78.71 / 78.80 /
-# 78.76) names no version, so it is attached to Table V's row only and quoted in fig7's note.
-_CNN_V6 = (79.16, 79.27, 79.22)
-_OURS_V8 = (79.37, 79.68, 79.53)
-PAPER = {
-    ("table5", "cnn"): _CNN_V6,
-    ("table5", "original_eca"): (78.71, 78.80, 78.76),
-    ("table5", "ours"): _OURS_V8,
-    ("table5", "cnn_augmentation"): (79.66, 80.50, 80.08),
-    ("table5", "ours_augmentation"): (80.28, 80.46, 80.37),
-    ("fig7", "cnn_v6"): _CNN_V6,
-    ("fig7", "ours_v8"): _OURS_V8,
-    ("fig8", "last2_k7"): _OURS_V8,
-    ("fig9", "k7_v8"): _OURS_V8,
-    ("fig10", "cnn_8versions"): (80.10, 80.02, 80.06),
-    ("fig10", "ours_2versions"): (79.69, 79.51, 79.60),
-    ("fig11", "ours_1versions"): _OURS_V8,
-}
-PAPER_NOTES = {
-    "fig6": "Paper (IEMOCAP): best CNN 79.16 UA / 79.27 WA / 79.22 ACC, at v6 (the width scale of "
-    "that best model is not legible in our copy; serjax's other sweeps assume n = 4).",
-    "fig7": "Paper (IEMOCAP): ours at v8 79.37 / 79.68 / 79.53, its best; the original ECA's best "
-    "78.71 / 78.80 / 78.76 (version not stated); widths fixed at n = 4.",
-    "fig8": "Paper (IEMOCAP, v8): ECA works best on blocks 5-6 (79.37 / 79.68 / 79.53 at k = 7); its "
-    "reference lines, no ECA and the original ECA, are fig7's cnn_v8 and original_eca_v8 runs.",
-    "fig9": "Paper (IEMOCAP): v8 is best for most kernel sizes; the CNN alone it compares with is "
-    "fig7's cnn_v1..v8 runs.",
-    "fig10": "Paper (IEMOCAP): CNN best with all eight versions, 80.10 / 80.02 / 80.06; ECA best "
-    "with v1 + v2, 79.69 / 79.51 / 79.60.",
-    "fig11": "Paper (IEMOCAP): best CNN 79.66 / 80.50 / 80.08 and ECA 80.28 / 80.46 / 80.37 "
-    "(the paper does not say with how many versions).",
-    "table5": "Paper (IEMOCAP): Table V, as in the last column (the original-ECA row's version is "
-    "not stated; serjax runs it at v8).",
-}
-
-
-def model_note(config, num_classes: int) -> str:
-    """Width and the ECA blocks as built: blocks, kernel sizes (the adaptive rule resolved),
-    BatchNorm on the pooled vector."""
-    from serjax.model import build_model
-
-    model = build_model(config.model, num_classes)
-    note = f"widths n = {config.model.width_scale} × {tuple(config.model.base_widths)} = {tuple(model.widths)}"
+def model_note(model_config, model) -> str:
+    """Width and the ECA blocks of `model` as built from `model_config` (the caller builds
+    it): blocks, kernel sizes (the adaptive rule resolved), BatchNorm on the pooled vector."""
+    note = (
+        f"widths n = {model_config.width_scale} × {tuple(model_config.base_widths)} "
+        f"= {tuple(model.widths)}"
+    )
     if not model.eca_layers:
         return note + ", no ECA"
     return (
         note
-        + f", ECA after blocks {tuple(model.eca_layers)} with kernel sizes {tuple(model.eca_kernels)}"
+        + f", ECA after blocks {tuple(model.eca_layers)}"
+        + f" with kernel sizes {tuple(model.eca_kernels)}"
         + (
             ", BatchNorm on the pooled vector (original ECA)"
             if model.eca_batch_norm
@@ -152,8 +103,9 @@ def _metrics_records(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-def write_run_report(workdir: Path, config, summary: dict) -> Path:
-    """report.md for one run, with its figures (confusion, curves, ECA weights)."""
+def write_run_report(workdir: Path, summary: dict, model: str) -> Path:
+    """report.md for one run, with its figures (confusion, curves from metrics.jsonl, ECA
+    weights); `model` describes the model in words (model_note)."""
     workdir = Path(workdir)
     classes = summary["classes"]
     figure_lines = []
@@ -172,10 +124,10 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
         figures.eca_weights(
             summary["eca_weights"], classes, workdir / "figures" / "eca_weights.png"
         )
-        model = summary.get("eca_weights_model", {})
+        source = summary.get("eca_weights_model", {})
         figure_lines.append(
             f"ECA channel weights per emotion, averaged over the test utterances of each "
-            f"class (one model: {model.get('fold', '?')}, seed {model.get('seed', '?')}):\n\n"
+            f"class (one model: {source.get('fold', '?')}, seed {source.get('seed', '?')}):\n\n"
             "![ECA channel weights per emotion](figures/eca_weights.png)"
         )
     lines = [
@@ -186,7 +138,7 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
         f"- Protocol: {protocol_note(summary)}",
         f"- Features: train on STFT version(s) {summary['train_versions']}, "
         f"test on version {summary['test_version']}",
-        f"- Model: {model_note(config, len(classes))}",
+        f"- Model: {model}",
         f"- Training: {summary['epochs']} epochs, seeds {summary['seeds']}; "
         f"scores are of the **{summary['selection']}** (the test fold selects nothing)",
         "",
@@ -231,29 +183,6 @@ def write_run_report(workdir: Path, config, summary: dict) -> Path:
     return write_text(workdir / "report.md", "\n".join(lines) + "\n")
 
 
-def sweep_rows(config, workdir: Path) -> list[dict]:
-    """One row per finished grid point: name, series, x, scores, and the paper's cell."""
-    from serjax.sweeps import expand
-
-    rows = []
-    for name, _, (series, x) in expand(config.sweep):
-        path = Path(workdir) / name / "summary.json"
-        if not path.exists():
-            continue
-        summary = json.loads(path.read_text())
-        rows.append(
-            {
-                "name": name,
-                "series": series,
-                "x": x,
-                "summary": summary,
-                "paper": PAPER.get((config.sweep.name, name)),
-                **{m: summary[m] for m in METRICS},
-            }
-        )
-    return rows
-
-
 def _csv(rows) -> str:
     """One row per run: what the run was (corpus, protocol, folds, epochs, seeds), our scores
     (%), and the paper's IEMOCAP scores for the same cell, where it gives them."""
@@ -277,34 +206,42 @@ def _csv(rows) -> str:
                 summary["epochs"],
                 len(summary["seeds"]),
             ]
-            + [f"{100 * r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
+            + [f"{100 * summary[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
             + (list(r["paper"]) if r["paper"] else ["", "", ""])
         )
     return out.getvalue()
 
 
-def write_sweep_report(config, workdir: Path) -> Path:
-    """report.md, results.csv and figures for a sweep, plus each run's own report."""
-    from serjax.sweeps import X_AXES, expand
-
+def write_sweep_report(
+    workdir: Path,
+    *,
+    name: str,
+    variant: str,
+    width_scale,
+    rows: list[dict],
+    total: int,
+    paper_note: str,
+    caveat: str | None,
+    x_label: str | None,
+) -> Path:
+    """A sweep's report.md, results.csv and score figure (its runs' own reports are written
+    by the caller). The keywords are serjax.sweeps.report_inputs': rows of the finished runs
+    (name, series, x, summary, the paper's cell), the grid size, the paper's note and caveat,
+    and the figure's x axis (None: table only)."""
     workdir = Path(workdir)
-    name = config.sweep.name
-    rows = sweep_rows(config, workdir)
-    total = len(expand(config.sweep))
-    lines = [f"# Sweep report: {name} ({config.sweep.variant} variant)", ""]
+    lines = [f"# Sweep report: {name} ({variant} variant)", ""]
     if not rows:
         lines.append(f"No finished run yet (0 of {total}).")
         return write_text(workdir / "report.md", "\n".join(lines) + "\n")
     first = rows[0]["summary"]
-    caveat = paper_caveat(first)
     lines += [
         f"- Data: {data_note(first)}, {first['num_utterances']} utterances",
         f"- Protocol: {protocol_note(first)}; "
         f"{first['epochs']} epochs; seeds {first['seeds']}; scores of the {first['selection']}",
-        f"- Width scale n = {config.model.width_scale} wherever the sweep does not vary it "
+        f"- Width scale n = {width_scale} wherever the sweep does not vary it "
         "(the paper used its Fig. 6 best, whose n our copy does not show)",
         f"- Finished runs: {len(rows)} of {total}",
-        f"- {PAPER_NOTES[name]} (Beside ours: {caveat}.)",
+        f"- {paper_note} (Beside ours: {caveat}.)",
         "",
         SCORES_HEADING,
         "",
@@ -317,10 +254,9 @@ def write_sweep_report(config, workdir: Path) -> Path:
         x = "" if r["x"] is None else r["x"]
         lines.append(
             f"| [{r['name']}]({r['name']}/report.md) | {r['series']} | {x} | "
-            + " | ".join(mean_std(r[m]) for m in METRICS)
+            + " | ".join(mean_std(r["summary"][m]) for m in METRICS)
             + f" | {paper} |"
         )
-    x_label = X_AXES[name]
     if x_label:
         series = list(dict.fromkeys(r["series"] for r in rows))
         xs = sorted({r["x"] for r in rows})
@@ -335,14 +271,17 @@ def write_sweep_report(config, workdir: Path) -> Path:
         for s in series:
             lines.append(
                 f"| {s} | "
-                + " | ".join(pct(cell[(s, x)]["acc"]["mean"]) if (s, x) in cell else "" for x in xs)
+                + " | ".join(
+                    pct(cell[(s, x)]["summary"]["acc"]["mean"]) if (s, x) in cell else ""
+                    for x in xs
+                )
                 + " |"
             )
         figures.sweep_curves(
             rows,
             x_label,
             workdir / "figures" / "scores.png",
-            f"{name} ({config.sweep.variant}): mean ± std over folds × seeds",
+            f"{name} ({variant}): mean ± std over folds × seeds",
         )
         lines += ["", "![scores](figures/scores.png)"]
     total_s = sum(r["summary"].get("wall_time_s", 0) for r in rows)
@@ -354,38 +293,3 @@ def write_sweep_report(config, workdir: Path) -> Path:
     ]
     write_text(workdir / "results.csv", _csv(rows))
     return write_text(workdir / "report.md", "\n".join(lines) + "\n")
-
-
-def rebuild(config, workdir: Path) -> list[Path]:
-    """--mode=report: rebuild every report under a run's or a sweep's workdir."""
-    from serjax.sweeps import expand, run_config
-
-    workdir = Path(workdir)
-    written = []
-    if "sweep" in config:
-        for name, overrides, _ in expand(config.sweep):
-            summary_path = workdir / name / "summary.json"
-            if summary_path.exists():
-                written.append(
-                    write_run_report(
-                        workdir / name,
-                        run_config(config, overrides),
-                        json.loads(summary_path.read_text()),
-                    )
-                )
-        written.append(write_sweep_report(config, workdir))
-    else:
-        summary_path = workdir / "summary.json"
-        if not summary_path.exists():
-            from serjax.errors import SerjaxError
-
-            subruns = sorted(p.parent.name for p in workdir.glob("*/summary.json"))
-            hint = (
-                f"; it holds a sweep's runs ({', '.join(subruns[:3])}{', …' if len(subruns) > 3 else ''}): "
-                "pass the sweep's --config (e.g. configs/fig6.py:small)"
-                if subruns
-                else ""
-            )
-            raise SerjaxError(f"{workdir} holds no finished run (no summary.json){hint}")
-        written.append(write_run_report(workdir, config, json.loads(summary_path.read_text())))
-    return written

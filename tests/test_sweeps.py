@@ -3,9 +3,9 @@ import json
 
 import pytest
 
+from serjax import cli
 from serjax.configlib import sweep_config
 from serjax.errors import SerjaxError
-from serjax.report import rebuild, write_run_report, write_sweep_report
 from serjax.sweeps import expand, run_config, run_sweep
 
 CLASSES = ["ang", "sad", "hap", "neu"]
@@ -73,8 +73,7 @@ def test_grid_fields():
 
 
 def test_paper_numbers_name_real_runs_and_grids_narrow_from_the_command_line():
-    from serjax.report import PAPER
-    from serjax.sweeps import SWEEPS
+    from serjax.sweeps import PAPER, SWEEPS
 
     for sweep, run in PAPER:  # a mistyped key would silently drop the paper's column
         assert run in {name for name, _, _ in expand(sweep_config(sweep, "").sweep)}, (sweep, run)
@@ -173,12 +172,12 @@ def test_sweep_report_from_stored_results(tmp_path):
         (tmp_path / name / "summary.json").write_text(
             json.dumps(fake_summary(ua, wa, eca=name == "ours"))
         )
-    rebuild(config, tmp_path)
+    cli.report(config, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "Finished runs: 4 of 5" in report
     assert (
-        "| [ours](ours/report.md) | + our ECA block |  | 61.00 ± 2.00 | 63.00 ± 2.00 | 62.00 ± 2.00 | 56.00 ± 2.00 | 79.37 / 79.68 / 79.53 |"
-        in report
+        "| [ours](ours/report.md) | + our ECA block |  | 61.00 ± 2.00 | 63.00 ± 2.00 "
+        "| 62.00 ± 2.00 | 56.00 ± 2.00 | 79.37 / 79.68 / 79.53 |" in report
     )
     assert "synthetic data" in report
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
@@ -199,12 +198,12 @@ def test_sweep_report_from_stored_results(tmp_path):
             corpus="iemocap", protocol="leave_one_session_out", per_fold=summary["per_fold"] * 5
         )
         (tmp_path / name / "summary.json").write_text(json.dumps(summary))
-    rebuild(config, tmp_path)
+    cli.report(config, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "leave-one-session-out (speaker-independent), 5 folds" in report
     assert (
-        "(not comparable: the paper's random 5-fold split is speaker-dependent, this protocol is not)"
-        in report
+        "(not comparable: the paper's random 5-fold split is speaker-dependent, "
+        "this protocol is not)" in report
     )
     for name in values:
         assert (tmp_path / name / "report.md").exists()
@@ -219,7 +218,7 @@ def test_sweep_figure_and_pivot(tmp_path):
     for i, (name, _, _) in enumerate(expand(config.sweep)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps(fake_summary(0.4 + 0.05 * i, 0.5)))
-    write_sweep_report(config, tmp_path)
+    cli.write_sweep_report(config, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "| k = 3 | 45.00 | 47.50 |" in report and "| k = 7 | 50.00 | 52.50 |" in report
     assert (tmp_path / "figures" / "scores.png").stat().st_size > 10000
@@ -237,11 +236,50 @@ def test_run_report_figures(tmp_path):
             for e in (1, 2, 3)
         )
     )
-    write_run_report(tmp_path, run_config(config, {}), fake_summary(0.5, 0.6, eca=True))
+    cli.write_run_report(tmp_path, run_config(config, {}), fake_summary(0.5, 0.6, eca=True))
     report = (tmp_path / "report.md").read_text()
     assert "![training curves](figures/curves.png)" in report
     for name in ("confusion", "curves", "eca_weights"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000
+
+
+def test_train_writes_each_runs_report_as_it_finishes_then_the_sweeps(tmp_path, monkeypatch):
+    # the command layer writes every report: experiment.run only leaves the run's summary.json
+    from serjax import experiment
+
+    def fake_run(config, workdir, progress=True):
+        if workdir.name == "k3_v8" and stop:
+            raise KeyboardInterrupt  # a sweep stopped during its second run
+        workdir.mkdir(parents=True, exist_ok=True)
+        summary = {**fake_summary(0.5, 0.6, eca=True), "wall_time_s": 3.0, "invocations": 1}
+        (workdir / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(experiment, "run", fake_run)
+    config = sweep_config("fig9", "small")
+    config.sweep.grid = {"kernels": (3,), "versions": (1, 8)}
+    sweep = tmp_path / "sweep"
+    stop = True
+    with pytest.raises(KeyboardInterrupt):
+        cli.train(config, sweep)
+    first = (sweep / "k3_v1" / "report.md").read_text()
+    assert "ECA after blocks (5, 6) with kernel sizes (3, 3), no BatchNorm" in first
+    assert not (sweep / "k3_v8").exists() and not (sweep / "report.md").exists()
+    stop = False
+    cli.train(config, sweep)
+    assert (sweep / "k3_v1" / "report.md").read_text() == first
+    assert (sweep / "k3_v8" / "figures" / "eca_weights.png").stat().st_size > 5000
+    assert "Finished runs: 2 of 2" in (sweep / "report.md").read_text()
+    # a single run: its report.md after training is the one --mode=report rebuilds
+    single = tmp_path / "single"
+    cli.train(run_config(config, {}), single)
+    trained = (single / "report.md").read_text()
+    assert "Wall time: 3 s." in trained
+    (single / "report.md").unlink()
+    cli.report(run_config(config, {}), single)
+    assert (single / "report.md").read_text() == trained
+    with pytest.raises(SerjaxError, match="holds a sweep's runs \\(k3_v1, k3_v8\\)"):
+        cli.report(run_config(config, {}), sweep)
 
 
 def test_quickstart_loso_variant():
