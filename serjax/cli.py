@@ -22,11 +22,10 @@ def inspect(config, workdir: Path) -> None:
 def extract_features(config, workdir: Path) -> None:
     from serjax import experiment
 
-    prep = experiment.prepare(config, workdir)
-    for v in prep.versions:
-        print(
-            f"features v{v}: {' x '.join(map(str, prep.arrays[v].shape))} ({prep.arrays[v].dtype})"
-        )
+    prepared = experiment.prepare(config, workdir)
+    for v in prepared.versions:
+        array = prepared.arrays[v]
+        print(f"features v{v}: {' x '.join(map(str, array.shape))} ({array.dtype})")
 
 
 def describe(config, workdir: Path) -> None:
@@ -85,11 +84,16 @@ def write_sweep_report(config, workdir: Path) -> Path:
     return draw_sweep(workdir, **report_inputs(config, workdir))
 
 
+def _report_finished(job, summary: dict) -> None:
+    write_run_report(job.workdir, job.config, summary)
+
+
 def train(config, workdir: Path) -> None:
     """Train a run, or every unfinished run of a sweep, and write the reports: each run's
     report.md as it finishes, then the sweep's."""
-    from serjax import experiment
+    from serjax.executor import execute
     from serjax.report import pct
+    from serjax.tasks import Job
 
     if "sweep" in config:
         from serjax.sweeps import run_sweep
@@ -98,8 +102,8 @@ def train(config, workdir: Path) -> None:
         print(f"wrote {write_sweep_report(config, workdir)}")
         return
 
-    summary = experiment.run(config, workdir)
-    write_run_report(workdir, config, summary)
+    job = Job(config, workdir)
+    (summary,) = execute([job], config.executor, on_finished=_report_finished)
     print(
         f"{summary['corpus']} / {summary['protocol']}: UA {pct(summary['ua']['mean'])} ± "
         f"{pct(summary['ua']['std'])}, WA {pct(summary['wa']['mean'])}, "
@@ -125,22 +129,24 @@ def require_trained_models(workdir: Path) -> None:
 def evaluate(config, workdir: Path) -> None:
     """Restore every fold's final checkpoint, re-evaluate its test fold, write eval.json."""
     from serjax import experiment
+    from serjax.checkpoints import restore_final_states
+    from serjax.metrics import METRICS, summarize_results
 
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
-    prep = experiment.prepare(config, workdir, progress=False)
+    prepared = experiment.prepare(config, workdir, progress=False)
     results = []
-    for k, name in enumerate(prep.fold_names):
-        states = experiment.restore_final_states(
-            prep.trainer, config, workdir, name, k, prep.seeds, prep.table.shape[1:]
+    for k, name in enumerate(prepared.fold_names):
+        states = restore_final_states(
+            prepared.trainer, config, workdir, name, k, prepared.seeds, prepared.table.shape[1:]
         )
-        results.append(experiment.evaluate_fold(prep, k, states))
-    evaluation = experiment.summarize_results(results, config)
+        results.append(experiment.evaluate_fold(prepared, k, states))
+    evaluation = summarize_results(results)
     evaluation["selection"] = "last epoch, restored from the checkpoints"
     saved = json.loads(summary_path.read_text())
     evaluation["matches_summary"] = all(
-        abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in experiment.METRICS
+        abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in METRICS
     )
     write_json(workdir / "eval.json", evaluation)
     print(
@@ -207,21 +213,11 @@ MODES = {
 }
 
 
-def _tuples(value):
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def workdir_config(workdir: Path, current):
     """The config a workdir was trained with (machine-local fields from the current one)."""
-    import ml_collections
+    from serjax.workdir import machine_fields, saved_config
 
-    saved = json.loads((workdir / "config.json").read_text())["config"]
-    config = ml_collections.ConfigDict(_tuples(saved))
-    config.cache_dir = current.cache_dir
-    config.data.load_workers = current.data.load_workers
-    return config
+    return saved_config(workdir, machine_fields(current))
 
 
 def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:

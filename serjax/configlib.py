@@ -63,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.eca_batch_norm = False  # True: BN on the pooled vector (original ECA)
     config.model.eca_gamma = 2.0  # ECA-Net's adaptive-kernel rule
     config.model.eca_b = 1.0
+    # "auto": serjax.layers' fast CPU layers (block 1's shifted sum on the CPU only); "flax":
+    # plain linen; "fused": the fast layers on any backend. Same parameters, same model.
+    config.model.conv_impl = "auto"
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 150
@@ -79,6 +82,14 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_batch_size = 64
     config.train.checkpoint_every = 5  # epochs
     config.train.seed_strategy = "auto"  # auto | vmap | unroll | map | chunks
+
+    # Where the (run, fold) units execute; never part of a run's identity (see README).
+    config.executor = ml_collections.ConfigDict()
+    config.executor.name = "inline"  # inline (this process) | ray (tasks over GPUs / nodes)
+    config.executor.address = ""  # ray: "" starts Ray here; "auto" or ray://host:port joins
+    config.executor.gpus_per_task = 1.0  # fractions share a GPU (0.25: four tasks per GPU)
+    config.executor.cpus_per_task = 1.0
+    config.executor.max_retries = 2  # a task whose worker died is retried, resuming
     return config
 
 

@@ -120,17 +120,21 @@ class Run:
         return self.workdir / "folds" / f"{name}.json"
 
 
-def prepare(config, workdir: Path, progress: bool = True) -> Run:
-    """Resolve the config, read the corpus, fill the feature cache, assign folds and put the
-    data on the device. Everything a config can get wrong is checked before the features
-    are extracted."""
+def prepare(
+    config, workdir: Path, progress: bool = True, on_device: bool = True, record: bool = True
+) -> Run:
+    """Resolve the config, read the corpus, fill the feature cache, assign folds and (with
+    `on_device`) put the data on the device and get the jitted steps. Everything a config
+    can get wrong is checked before the features are extracted. `record` writes
+    corpus.json (a fold task reopening a started run does not)."""
     spec = resolve(config)
     settings = features.FeatureSettings.from_config(config.features)
     listing = load_corpus(config.data, config.cache_dir, progress=progress)
-    summary = summarize(listing, config.data.classes)
-    write_json(workdir / "corpus.json", summary)
-    if progress:
-        print(format_summary(summary))
+    if record:
+        summary = summarize(listing, config.data.classes)
+        write_json(workdir / "corpus.json", summary)
+        if progress:
+            print(format_summary(summary))
     labels = np.array([spec.classes.index(u.label) for u in listing.utterances], np.int32)
     folds, fold_names = _load_or_assign_folds(listing.utterances, labels, config, workdir)
     arrays = load_features(
@@ -143,6 +147,8 @@ def prepare(config, workdir: Path, progress: bool = True) -> Run:
         load_workers=config.data.load_workers,
         progress=progress,
     )
+    if not on_device:
+        return Run(spec, Path(workdir), listing, labels, arrays, None, folds, fold_names, None)
     table = data_lib.device_table([arrays[v] for v in spec.versions])
     trainer = trainer_for(spec.model, config.train)
     return Run(spec, Path(workdir), listing, labels, arrays, table, folds, fold_names, trainer)
@@ -173,6 +179,11 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
         },
     )
     return folds, names
+
+
+def fold_names_of(workdir: Path) -> list[str]:
+    """The fold names a started run saved in folds.json."""
+    return json.loads((Path(workdir) / "folds.json").read_text())["names"]
 
 
 def speakers_known(run: Run) -> bool:
@@ -302,20 +313,42 @@ def evaluate_fold(run: Run, k: int, states, fold=None, data=None) -> dict:
     }
 
 
-def run(config, workdir: Path, progress: bool = True) -> dict:
-    """Every fold unit of a run (finished ones skipped), then summary.json."""
+def start(config, workdir: Path, progress: bool = True, on_device: bool = True):
+    """(Run, WallClock) of a run about to train: the workdir checked against the config, the
+    corpus read, folds assigned, feature caches filled."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_workdir_config(config, workdir)
     clock = WallClock(workdir / "wall_time.json")
-    prepared = prepare(config, workdir, progress)
+    return prepare(config, workdir, progress, on_device=on_device), clock
+
+
+def unfinished_folds(run: Run) -> list[int]:
+    return [k for k, name in enumerate(run.fold_names) if not run.fold_path(name).exists()]
+
+
+def record_training_start(run: Run, clock: WallClock) -> None:
+    """config.json's "versions": the software of the invocation that trains (once)."""
+    if unfinished_folds(run) and not clock.entry["folds_trained"]:
+        record_environment(run.workdir, software_environment())
+
+
+def finish(run: Run, results: list[dict], clock: WallClock) -> dict:
+    """The run's summary.json, from its fold results (in fold order) and its wall time."""
+    summary = build_summary(results, run)
+    summary["wall_time_s"], summary["invocations"] = clock.record()
+    write_json(run.workdir / "summary.json", summary)
+    return summary
+
+
+def run(config, workdir: Path, progress: bool = True) -> dict:
+    """Every fold unit of a run in this process (finished ones skipped), then summary.json."""
+    prepared, clock = start(config, workdir, progress)
+    record_training_start(prepared, clock)
     results = []
     try:
         for k, name in enumerate(prepared.fold_names):
             trains = not prepared.fold_path(name).exists()
-            if trains and not clock.entry["folds_trained"]:
-                # this invocation trains: its software and commit
-                record_environment(workdir, software_environment())
             # the ledger follows the checkpoints: a killed run keeps the time of the work it kept
             results.append(run_fold(prepared, k, progress, on_checkpoint=clock.record))
             if trains:
@@ -323,10 +356,7 @@ def run(config, workdir: Path, progress: bool = True) -> dict:
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the time up to the saved epoch counts
         clock.record()
         raise
-    summary = build_summary(results, prepared)
-    summary["wall_time_s"], summary["invocations"] = clock.record()
-    write_json(workdir / "summary.json", summary)
-    return summary
+    return finish(prepared, results, clock)
 
 
 def build_summary(results: list[dict], run: Run) -> dict:

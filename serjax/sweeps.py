@@ -287,25 +287,30 @@ def run_sweep(
     progress: bool = True,
     on_trained: Callable[[Path, object, dict], object] | None = None,
 ) -> list[dict]:
-    """Run every grid point not yet finished; return their summaries in grid order.
-    on_trained(run workdir, run config, summary) follows each run trained here (serjax.cli
-    writes its report there, so a stopped sweep keeps the reports of the runs it finished)."""
-    from serjax import experiment
+    """Run every grid point not yet finished, each (run, fold) a unit of the config's
+    executor; return all summaries in grid order. on_trained(run workdir, run config,
+    summary) follows each run trained here (serjax.cli writes its report there, so a
+    stopped sweep keeps the reports of the runs it finished)."""
+    from serjax.executor import execute
+    from serjax.tasks import Job
+    from serjax.workdir import check_workdir_config
 
     workdir = Path(workdir)
     runs = expand(config.sweep)
-    summaries = []
+    summaries, jobs = {}, []
     for i, (name, overrides, _) in enumerate(runs, start=1):
-        run_dir = workdir / name
+        run_dir, member = workdir / name, run_config(config, overrides)
         if is_finished(run_dir):
-            experiment.check_workdir_config(run_config(config, overrides), run_dir)
+            check_workdir_config(member, run_dir)
             print(f"[{i}/{len(runs)}] {name}: finished, skipped")
-            summaries.append(json.loads((run_dir / "summary.json").read_text()))
-            continue
-        print(f"[{i}/{len(runs)}] {name}")
-        member = run_config(config, overrides)
-        summary = experiment.run(member, run_dir, progress=progress)
+            summaries[name] = json.loads((run_dir / "summary.json").read_text())
+        else:
+            jobs.append(Job(member, run_dir, f"[{i}/{len(runs)}] {name}"))
+
+    def finished(job, summary):
         if on_trained is not None:
-            on_trained(run_dir, member, summary)
-        summaries.append(summary)
-    return summaries
+            on_trained(job.workdir, job.config, summary)
+
+    for job, summary in zip(jobs, execute(jobs, config.executor, progress, finished)):
+        summaries[job.workdir.name] = summary
+    return [summaries[name] for name, _, _ in runs]

@@ -21,6 +21,7 @@ def comparable_config(config) -> dict:
     """The config as JSON, without fields that may change between a run and its resumption."""
     d = json.loads(config.to_json())
     d.pop("cache_dir", None)
+    d.pop("executor", None)  # where a run executes never changes its results
     d["data"].pop("load_workers", None)
     return d
 
@@ -163,3 +164,26 @@ class WallClock:
         total = round(sum(e["seconds"] for e in invocations), 1)
         write_json(self.path, {"total_s": total, "invocations": invocations})
         return total, len(invocations)
+
+
+def _tuples(value):
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def machine_fields(config) -> dict:
+    """The config fields that belong to the machine, not to the run (never compared)."""
+    return {"cache_dir": config.cache_dir, "data.load_workers": config.data.load_workers}
+
+
+def saved_config(workdir: Path, machine: dict):
+    """The config a workdir was started with, as a ConfigDict, with this machine's
+    machine-local fields (`machine_fields` of the current config)."""
+    import ml_collections
+
+    saved = json.loads((Path(workdir) / "config.json").read_text())["config"]
+    config = ml_collections.ConfigDict(_tuples(saved))
+    config.cache_dir = machine["cache_dir"]
+    config.data.load_workers = machine["data.load_workers"]
+    return config

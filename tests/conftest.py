@@ -3,7 +3,7 @@
 
 import pytest
 
-from serjax import experiment
+from serjax import cli, experiment
 from serjax.configlib import base_config
 
 EPOCHS = 3
@@ -27,6 +27,14 @@ def tiny_config(cache_dir, **train):
     return config
 
 
+def train_and_report(config, workdir, **kwargs) -> dict:
+    """What `--mode=train` does for one run: train it (experiment.run), then write its
+    report (the command layer's job)."""
+    summary = experiment.run(config, workdir, progress=False, **kwargs)
+    cli.write_run_report(workdir, config, summary)
+    return summary
+
+
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
@@ -36,5 +44,5 @@ def cache(tmp_path_factory):
 def finished_run(cache, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     config = tiny_config(cache, validation_fraction=0.2)
-    summary = experiment.run(config, workdir, progress=False)
+    summary = train_and_report(config, workdir)
     return config, workdir, summary

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import EPOCHS, tiny_config
+from conftest import EPOCHS, tiny_config, train_and_report
 
 from serjax import experiment, selection
 from serjax import workdir as workdir_lib
@@ -36,7 +36,7 @@ def test_run_writes_everything(finished_run):
         "folds/fold1.json",
     ):
         assert (workdir / name).is_file(), name
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * EPOCHS
     assert sorted({(r["fold"], r["epoch"]) for r in records}) == [
         (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)
@@ -93,7 +93,7 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
     kept = FoldCheckpoints(resumed / "checkpoints" / "fold1")
     assert kept.latest_epoch() == 2  # so the run below resumes from a checkpoint
     kept.close()
-    again = experiment.run(config, resumed, progress=False)
+    again = train_and_report(config, resumed)
     for m in ("ua", "wa", "acc", "f1"):
         assert again[m]["mean"] == summary[m]["mean"]
     assert again["confusion"] == summary["confusion"] and again["best_val"] == summary["best_val"]
@@ -103,7 +103,7 @@ def test_resume_after_interruption_reaches_the_same_metrics(finished_run, tmp_pa
         second = json.loads((resumed / "folds" / f"{fold}.json").read_text())
         assert second["probabilities"] == first["probabilities"]
         assert second["best_val"] == first["best_val"]
-    records = [json.loads(l) for l in (resumed / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2 * EPOCHS  # the replayed epochs are logged once
     # the wall time counts both invocations: the first one's seconds are kept, not overwritten
     first = json.loads((workdir / "wall_time.json").read_text())
@@ -451,7 +451,7 @@ def test_reported_scores_are_the_epochs_they_claim(finished_run):
     # last epoch: the summary's per-fold scores are the logged test scores of the final epoch;
     # best_val: each seed's chosen epoch has the best logged validation UA (first one on ties)
     config, workdir, summary = finished_run
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     for row in summary["per_fold"]:
         last = [r for r in records if r["fold"] == row["fold"] and r["epoch"] == EPOCHS]
         assert row["ua"] == pytest.approx(np.mean([r["test_ua"] for r in last]), abs=1e-12)
@@ -550,7 +550,8 @@ def _start_tiny_run(cache, workdir, tmp_path):
         f"sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]   # this checkout's serjax\n"
         "from conftest import tiny_config\n"
         "from serjax import experiment\n"
-        f"experiment.run(tiny_config({str(cache)!r}, validation_fraction=0.2), {str(workdir)!r}, progress=False)\n"
+        f"config = tiny_config({str(cache)!r}, validation_fraction=0.2)\n"
+        f"experiment.run(config, {str(workdir)!r}, progress=False)\n"
     )
     return subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -593,7 +594,7 @@ def test_killed_run_resumes_to_the_same_metrics(finished_run, cache, tmp_path, h
         assert again[m]["mean"] == uninterrupted[m]["mean"]
     assert again["confusion"] == uninterrupted["confusion"]
     assert again["best_val"]["ua"] == uninterrupted["best_val"]["ua"]
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert sorted((r["fold"], r["epoch"]) for r in records) == [
         (f, e) for f in ("fold0", "fold1") for e in range(1, EPOCHS + 1)
     ]
