@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from pathlib import Path
 
 import orbax.checkpoint as ocp
@@ -9,6 +12,24 @@ import orbax.checkpoint as ocp
 from serjax import selection
 from serjax.errors import SerjaxError
 from serjax.seeds import seed_keys
+
+
+class DamagedCheckpoint(SerjaxError):
+    """A checkpoint whose files do not restore."""
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Orbax and TensorStore log a damaged checkpoint at length: keep only our one line."""
+    loggers = [logging.getLogger(n) for n in ("", "absl", "orbax", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _state_tree(states) -> dict:
@@ -35,17 +56,32 @@ class FoldCheckpoints:
 
     def save(self, epoch: int, states, extras: dict) -> None:
         tree = {"state": _state_tree(states), "extras": extras}
-        self.manager.save(epoch, args=ocp.args.StandardSave(tree), force=True)
+        with self._writing(epoch):
+            self.manager.save(epoch, args=ocp.args.StandardSave(tree), force=True)
+
+    @contextlib.contextmanager
+    def _writing(self, epoch):
+        """A failed write (a full disk, say) is one line; the earlier checkpoints stay."""
+        try:
+            yield
+        except OSError as err:
+            raise SerjaxError(
+                f"checkpoint {self.directory / str(epoch)} could not be written "
+                f"({err.strerror or err}); the earlier checkpoints are intact: free some "
+                "space and run the same command again to resume"
+            ) from None
 
     def restore(self, epoch: int, template_states, template_extras: dict):
         """(states, extras) saved at `epoch`, shaped like the templates."""
         template = {"state": _state_tree(template_states), "extras": template_extras}
         try:
-            tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(template))
+            with _quiet():
+                tree = self.manager.restore(epoch, args=ocp.args.StandardRestore(template))
         except Exception as err:  # orbax raises many types for damaged files
-            raise SerjaxError(
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise DamagedCheckpoint(
                 f"checkpoint {self.directory / str(epoch)} cannot be restored "
-                f"({type(err).__name__}: {err}); delete that folder to retrain from "
+                f"({type(err).__name__}: {reason}); delete that folder to retrain from "
                 "the previous checkpoint"
             ) from None
         s = tree["state"]
@@ -57,8 +93,25 @@ class FoldCheckpoints:
         )
         return states, tree["extras"]
 
+    def restore_latest_intact(self, template_states, template_extras: dict):
+        """(epoch, states, extras) of the newest checkpoint that restores, or (None, ...)
+        when there is none. A damaged one is moved to checkpoints-damaged/ (kept, out of
+        Orbax's way) and the previous one is used, with one line saying so."""
+        for epoch in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                return (epoch, *self.restore(epoch, template_states, template_extras))
+            except DamagedCheckpoint as err:
+                aside = self.directory.parent.parent / "checkpoints-damaged" / self.directory.name
+                aside.mkdir(parents=True, exist_ok=True)
+                target = aside / f"{epoch}-{time.strftime('%Y%m%d-%H%M%S')}"
+                (self.directory / str(epoch)).rename(target)
+                print(f"serjax: {str(err).split(';')[0]}; moved to {target}, resuming before it")
+                self.manager.reload()
+        return None, template_states, template_extras
+
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        with self._writing(self.latest_epoch()):
+            self.manager.wait_until_finished()
         self.manager.close()
 
 

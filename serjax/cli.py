@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
+from serjax import locks
 from serjax.errors import SerjaxError
 from serjax.fileio import write_json
 
 
 def inspect(config, workdir: Path) -> None:
     from serjax.corpora import load_corpus
+    from serjax.feature_cache import check_cache_dir
     from serjax.inspect_corpus import format_summary, summarize
 
+    check_cache_dir(config.cache_dir)
     listing = load_corpus(config.data, config.cache_dir)
     summary = summarize(listing, config.data.classes)
     print(format_summary(summary))
@@ -33,12 +38,13 @@ def describe(config, workdir: Path) -> None:
     import jax
     import jax.numpy as jnp
 
-    from serjax import experiment, features
+    from serjax import features
     from serjax.model import build_model, count_params
+    from serjax.resolve import check_versions
 
     settings = features.FeatureSettings.from_config(config.features)
     model = build_model(config.model, len(config.data.classes))
-    train_versions, test_version = experiment.check_versions(config)
+    train_versions, test_version = check_versions(config)
     frames = features.num_frames(settings, [*train_versions, test_version])
     x = jnp.zeros((1, settings.n_mels, frames), jnp.float32)
     # wide and plain: shapes stay whole in a narrow terminal and in a file (no colour codes)
@@ -121,9 +127,34 @@ def require_trained_models(workdir: Path) -> None:
         raise SerjaxError(
             f"{workdir} holds a finished run's results but not its trained models "
             f"(no {' or '.join(missing)}: checkpoints and fold files are not kept in git); "
-            f"run the same --config with --workdir {workdir} in train mode first "
-            "(for results/quickstart: python launch.py)"
+            f"{training_advice(workdir)}"
         )
+
+
+def training_advice(workdir: Path) -> str:
+    """The command that trains the run in `workdir`: for a sweep's run, the sweep's own
+    command in the sweep's folder (the same --config in the run's folder would start a
+    whole new sweep inside it)."""
+    from serjax.workdir import sweep_of_member
+
+    parent = Path(workdir).resolve().parent
+    sweep = sweep_of_member(workdir)
+    if sweep is not None:
+        arg = "" if sweep["variant"] == "paper" else ":" + sweep["variant"].replace("+", ",")
+        return (
+            f"it is a run of the sweep in {parent}: train it with python launch.py "
+            f"--config configs/{sweep['sweep']}.py{arg} --workdir {parent} "
+            "(finished runs are skipped)"
+        )
+    if (parent / "results.csv").is_file():
+        return (
+            f"it is a run of the sweep in {parent}: train that sweep with its own --config "
+            f"and --workdir {parent} (finished runs are skipped)"
+        )
+    return (
+        f"run the same --config with --workdir {workdir} in train mode first "
+        "(for results/quickstart: python launch.py)"
+    )
 
 
 def evaluate(config, workdir: Path) -> None:
@@ -231,12 +262,25 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
     if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
         config = workdir_config(workdir, config)  # a run is read back with its own config
     created = not workdir.exists()
-    workdir.mkdir(parents=True, exist_ok=True)
+    check_workdir_path(workdir)
     try:
-        if mode == "predict":
-            return predict(config, workdir, options or {})
-        MODES[mode](config, workdir)
+        with locks.exclusive(workdir, "workdir"):  # one process at a time on a workdir
+            if mode == "predict":
+                return predict(config, workdir, options or {})
+            MODES[mode](config, workdir)
     except SerjaxError:
-        if created and not any(workdir.iterdir()):
-            workdir.rmdir()  # a mode that failed before writing anything leaves no empty workdir
+        if created and workdir.is_dir() and all(map(locks.is_lock_file, workdir.iterdir())):
+            shutil.rmtree(workdir)  # a mode that failed before writing anything leaves nothing
         raise
+
+
+def check_workdir_path(workdir: Path) -> None:
+    """--workdir must be a folder this process can write (or one it can create)."""
+    if workdir.exists() and not workdir.is_dir():
+        raise SerjaxError(f"--workdir {workdir} is a file, not a folder")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SerjaxError(f"--workdir {workdir}: cannot create it ({err.strerror})") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise SerjaxError(f"--workdir {workdir}: cannot write there (permission denied)")

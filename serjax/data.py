@@ -38,6 +38,18 @@ def stratified_kfold(labels: np.ndarray, num_folds: int, seed: int) -> np.ndarra
     return folds
 
 
+def check_classes_fill_folds(label_names: Sequence[str], num_folds: int) -> None:
+    """Stratified k-fold needs every class in every test fold: k <= the smallest class."""
+    values, counts = np.unique(np.asarray(label_names), return_counts=True)
+    if len(counts) and counts.min() < num_folds:
+        smallest = values[int(np.argmin(counts))]
+        raise SerjaxError(
+            f"config field protocol.num_folds: {num_folds} folds, but class {smallest!r} has "
+            f"only {counts.min()} utterance(s), so some test folds would hold none of it; "
+            f"use at most {counts.min()} folds"
+        )
+
+
 def group_folds(groups: Sequence[str], kind: str = "speaker") -> tuple[np.ndarray, list[str]]:
     """One fold per group (session or speaker), in sorted group order."""
     names = sorted(set(groups))
@@ -106,6 +118,7 @@ def assign_folds(utterances: Sequence[Utterance], labels: np.ndarray, protocol_c
     """(fold per utterance, fold names) for the configured protocol."""
     name = protocol_cfg.name
     if name == "stratified_kfold":
+        check_classes_fill_folds([u.label for u in utterances], protocol_cfg.num_folds)
         folds = stratified_kfold(labels, protocol_cfg.num_folds, seed)
         return folds, [f"fold{k}" for k in range(protocol_cfg.num_folds)]
     if name == "leave_one_session_out":

@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from serjax import data as data_lib
-from serjax import features
+from serjax import features, locks
 from serjax.checkpoints import FoldCheckpoints
 from serjax.corpora import load_corpus
 from serjax.errors import SerjaxError
-from serjax.feature_cache import load_features
+from serjax.feature_cache import check_cache_dir, load_features
 from serjax.fileio import write_json
+from serjax.fingerprint import check_corpus
 from serjax.inspect_corpus import format_summary, summarize
-from serjax.losses import check_focal_gamma
 from serjax.metrics import MetricsWriter, score_seeds, softmax, summarize_results
-from serjax.model import build_model, check_input_size
-from serjax.seeds import seeds_of
+from serjax.resolve import Resolved, resolve
 from serjax.train import FoldRows, Trainer, train_fold, trainer_for
 from serjax.workdir import (
     WallClock,
@@ -35,54 +34,6 @@ from serjax.workdir import (
     record_environment,
     software_environment,
 )
-
-
-def check_versions(config) -> tuple[list[int], int]:
-    """(training versions, test version), each one of the eight STFT versions."""
-    train = [int(v) for v in config.experiment.train_versions]
-    test = int(config.experiment.test_version)
-    for v in train + [test]:
-        if v not in features.STFT_VERSIONS:
-            raise SerjaxError(
-                f"config field experiment.train_versions/test_version: version {v} "
-                f"is not one of {sorted(features.STFT_VERSIONS)}"
-            )
-    if not train or len(set(train)) != len(train):
-        raise SerjaxError(
-            f"config field experiment.train_versions: need distinct versions, got {train}"
-        )
-    return train, test
-
-
-@dataclasses.dataclass(frozen=True)
-class Resolved:
-    """What a config means for a run, checked before any data is read."""
-
-    config: object
-    classes: list[str]
-    train_versions: list[int]
-    test_version: int
-    versions: list[int]  # the device table's versions, in table order
-    seeds: list[int]
-    model: object
-
-
-def resolve(config) -> Resolved:
-    """Every check a config can fail without data: a bad field stops here, naming it."""
-    for field in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):
-        if int(config.train[field]) < 1:
-            raise SerjaxError(f"config field train.{field}: need >= 1, got {config.train[field]}")
-    check_focal_gamma(float(config.train.focal_gamma))
-    data_lib.normalisation_of(config.data)
-    train_versions, test_version = check_versions(config)
-    versions = sorted(set(train_versions) | {test_version})
-    settings = features.FeatureSettings.from_config(config.features)
-    check_input_size(settings.n_mels, features.num_frames(settings, versions))
-    classes = list(config.data.classes)
-    model = build_model(config.model, len(classes))
-    return Resolved(
-        config, classes, train_versions, test_version, versions, seeds_of(config), model
-    )
 
 
 @dataclasses.dataclass
@@ -129,7 +80,9 @@ def prepare(
     corpus.json (a fold task reopening a started run does not)."""
     spec = resolve(config)
     settings = features.FeatureSettings.from_config(config.features)
+    check_cache_dir(config.cache_dir)
     listing = load_corpus(config.data, config.cache_dir, progress=progress)
+    check_corpus(workdir, listing.utterances, record=record)  # before anything is rewritten
     if record:
         summary = summarize(listing, config.data.classes)
         write_json(workdir / "corpus.json", summary)
@@ -239,9 +192,18 @@ def run_fold(
 ) -> dict:
     """The (run, fold) unit: train all seeds on fold k (resuming from its checkpoint), then
     evaluate, and write folds/<fold>.json. A finished fold is read back, not trained."""
+    name = run.fold_names[k]
+    if run.fold_path(name).exists():
+        return json.loads(run.fold_path(name).read_text())
+    # one trainer per fold, also across processes (a task retried while its first try lives)
+    with locks.exclusive(run.workdir, f"fold {name} of workdir", name=f"locks/{name}.lock"):
+        if run.fold_path(name).exists():
+            return json.loads(run.fold_path(name).read_text())
+        return _train_and_evaluate(run, k, progress, on_checkpoint)
+
+
+def _train_and_evaluate(run: Run, k: int, progress: bool, on_checkpoint) -> dict:
     path = run.fold_path(run.fold_names[k])
-    if path.exists():
-        return json.loads(path.read_text())
     fold, data, rows, (mean, std, weights) = fold_inputs(run, k)
     tcfg = run.config.train
     outcome = train_fold(
@@ -317,6 +279,8 @@ def start(config, workdir: Path, progress: bool = True, on_device: bool = True):
     """(Run, WallClock) of a run about to train: the workdir checked against the config, the
     corpus read, folds assigned, feature caches filled."""
     workdir = Path(workdir)
+    resolve(config)  # a bad field or cache folder stops before the workdir is written
+    check_cache_dir(config.cache_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_workdir_config(config, workdir)
     clock = WallClock(workdir / "wall_time.json")
@@ -343,20 +307,21 @@ def finish(run: Run, results: list[dict], clock: WallClock) -> dict:
 
 def run(config, workdir: Path, progress: bool = True) -> dict:
     """Every fold unit of a run in this process (finished ones skipped), then summary.json."""
-    prepared, clock = start(config, workdir, progress)
-    record_training_start(prepared, clock)
-    results = []
-    try:
-        for k, name in enumerate(prepared.fold_names):
-            trains = not prepared.fold_path(name).exists()
-            # the ledger follows the checkpoints: a killed run keeps the time of the work it kept
-            results.append(run_fold(prepared, k, progress, on_checkpoint=clock.record))
-            if trains:
-                clock.record(trained=name)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the time up to the saved epoch counts
-        clock.record()
-        raise
-    return finish(prepared, results, clock)
+    with locks.exclusive(workdir, "workdir"):
+        prepared, clock = start(config, workdir, progress)
+        record_training_start(prepared, clock)
+        results = []
+        try:
+            for k, name in enumerate(prepared.fold_names):
+                trains = not prepared.fold_path(name).exists()
+                # the ledger follows the checkpoints: a killed run keeps the time it kept
+                results.append(run_fold(prepared, k, progress, on_checkpoint=clock.record))
+                if trains:
+                    clock.record(trained=name)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the time up to the saved epoch counts
+            clock.record()
+            raise
+        return finish(prepared, results, clock)
 
 
 def build_summary(results: list[dict], run: Run) -> dict:

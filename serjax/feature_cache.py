@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from serjax import features
+from serjax import features, locks
 from serjax.audio import load_fixed
 from serjax.corpora.records import Utterance
 from serjax.errors import SerjaxError
@@ -97,12 +97,27 @@ def load_features(
         for v in sorted(set(versions))
     }
     result = {v: _open_valid(p, shape, dtype) for v, p in paths.items()}
-    missing = [v for v, array in result.items() if array is None]
-    if missing:
-        _build(utterances, missing, settings, paths, shape, dtype, load_workers, progress)
-        for v in missing:
-            result[v] = np.load(paths[v], mmap_mode="r")
+    if all(array is not None for array in result.values()):
+        return result
+    folder = next(iter(paths.values())).parent
+    # one builder per cache folder: a second process waits, then uses what the first built
+    with locks.exclusive(folder, "feature cache", wait=True, name=".build.lock"):
+        _remove_stale_temporaries(folder)
+        for v, p in paths.items():
+            result[v] = result[v] if result[v] is not None else _open_valid(p, shape, dtype)
+        missing = [v for v, array in result.items() if array is None]
+        if missing:
+            _build(utterances, missing, settings, paths, shape, dtype, load_workers, progress)
+            for v in missing:
+                result[v] = np.load(paths[v], mmap_mode="r")
     return result
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of a build that was killed (SIGKILL leaves them): only the lock's
+    holder builds here, so any that remain belong to a dead process."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def _build(utterances, versions, settings, paths, shape, dtype, load_workers, progress):
@@ -145,3 +160,20 @@ def _build(utterances, versions, settings, paths, shape, dtype, load_workers, pr
         for tmp in tmp_paths.values():
             if tmp.exists():
                 tmp.unlink()
+
+
+def check_cache_dir(cache_dir) -> None:
+    """The cache folder (generated corpora, features) must be writable: one line naming
+    it and what sets it, before any work."""
+    folder = Path(cache_dir).expanduser()
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SerjaxError(
+            f"cache directory {folder} cannot be written ({err.strerror}); it is the config "
+            "field cache_dir, by default $SERJAX_CACHE or ~/.cache/serjax: set either to a "
+            "writable folder"
+        ) from None

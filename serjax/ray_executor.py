@@ -8,12 +8,13 @@ that fails for good is listed at the end with its log; the other tasks' results 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
 
-from serjax import experiment
+from serjax import experiment, locks
 from serjax.errors import SerjaxError
 from serjax.tasks import FAULT_HOOK, Job, fold_task
 from serjax.workdir import machine_fields
@@ -110,6 +111,13 @@ def _check_writable(job: Job) -> None:
 def execute_on_ray(jobs: list[Job], executor_cfg, progress: bool, on_finished) -> list[dict]:
     for job in jobs:
         _check_writable(job)
+    with contextlib.ExitStack() as held:  # this driver owns the runs; tasks lock their folds
+        for job in jobs:
+            held.enter_context(locks.exclusive(job.workdir, "workdir"))
+        return _execute(jobs, executor_cfg, progress, on_finished)
+
+
+def _execute(jobs: list[Job], executor_cfg, progress: bool, on_finished) -> list[dict]:
     ray = connect(executor_cfg)
     options = task_options(executor_cfg, ray.cluster_resources().get("GPU", 0))
     remote = ray.remote(**options)(fold_task)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from serjax import locks
 from serjax.errors import SerjaxError
 
 ALL_VERSIONS = tuple(range(1, 9))
@@ -243,13 +244,18 @@ def is_finished(workdir: Path) -> bool:
 
 def finished_runs(config, workdir: Path) -> list[tuple[str, object, Path, dict]]:
     """The grid points that hold a summary.json, in grid order: (name, the run's config,
-    its workdir, its summary). Reads saved results only."""
+    its workdir, its summary). Reads saved results only, once the workdir is known to hold
+    this sweep."""
+    from serjax.workdir import check_sweep_workdir
+
+    members = {name: run_config(config, overrides) for name, overrides, _ in expand(config.sweep)}
+    check_sweep_workdir(config, workdir, members, write=False)
     out = []
-    for name, overrides, _ in expand(config.sweep):
+    for name, member in members.items():
         run_dir = Path(workdir) / name
         if is_finished(run_dir):
             summary = json.loads((run_dir / "summary.json").read_text())
-            out.append((name, run_config(config, overrides), run_dir, summary))
+            out.append((name, member, run_dir, summary))
     return out
 
 
@@ -291,15 +297,22 @@ def run_sweep(
     executor; return all summaries in grid order. on_trained(run workdir, run config,
     summary) follows each run trained here (serjax.cli writes its report there, so a
     stopped sweep keeps the reports of the runs it finished)."""
+    workdir = Path(workdir)
+    with locks.exclusive(workdir, "sweep workdir"):
+        return _run_sweep(config, workdir, progress, on_trained)
+
+
+def _run_sweep(config, workdir: Path, progress: bool, on_trained) -> list[dict]:
     from serjax.executor import execute
     from serjax.tasks import Job
-    from serjax.workdir import check_workdir_config
+    from serjax.workdir import check_sweep_workdir, check_workdir_config
 
-    workdir = Path(workdir)
     runs = expand(config.sweep)
+    members = {name: run_config(config, overrides) for name, overrides, _ in runs}
+    check_sweep_workdir(config, workdir, members, write=True)
     summaries, jobs = {}, []
-    for i, (name, overrides, _) in enumerate(runs, start=1):
-        run_dir, member = workdir / name, run_config(config, overrides)
+    for i, (name, _, _) in enumerate(runs, start=1):
+        run_dir, member = workdir / name, members[name]
         if is_finished(run_dir):
             check_workdir_config(member, run_dir)
             print(f"[{i}/{len(runs)}] {name}: finished, skipped")

@@ -258,12 +258,12 @@ def train_fold(
     best = selection.new_best(len(seeds))
     # a copy: the train step donates (frees) the buffers of the states it is given
     best_states = jax.tree_util.tree_map(jnp.copy, states) if validates else None
-    start_epoch = checkpoints.latest_epoch() or 0
+    template = selection.best_extras(best)
+    if validates:
+        template["best_state"] = selection.weights_of(best_states)
+    start_epoch, states, extras = checkpoints.restore_latest_intact(states, template)
+    start_epoch = start_epoch or 0
     if start_epoch:
-        template = selection.best_extras(best)
-        if validates:
-            template["best_state"] = selection.weights_of(best_states)
-        states, extras = checkpoints.restore(start_epoch, states, template)
         best = selection.best_from_extras(extras)
         if validates:
             best_states = selection.with_weights(states, extras["best_state"])

@@ -48,12 +48,17 @@ def config_differences(saved: dict, current: dict) -> list[str]:
 def check_workdir_config(config, workdir: Path) -> None:
     """Refuse a workdir that holds a run of another config; record this one's config."""
     path = workdir / "config.json"
+    if (workdir / "sweep.json").exists():
+        raise SerjaxError(
+            f"workdir {workdir} holds a sweep (sweep.json): pass the sweep's --config, or "
+            "give this run another --workdir"
+        )
     if path.exists():
         saved = json.loads(path.read_text())
         differences = config_differences(saved.get("config", {}), comparable_config(config))
         if not differences:
             return
-        listed = ", ".join(differences[:5]) + (", …" if len(differences) > 5 else "")
+        listed = _listed(differences)
         if has_results(workdir):
             raise SerjaxError(
                 f"workdir {workdir} holds a run of a different config ({path}; fields "
@@ -66,6 +71,7 @@ def check_workdir_config(config, workdir: Path) -> None:
             "starting over with this one"
         )
         (workdir / "folds.json").unlink(missing_ok=True)
+        (workdir / "corpus_fingerprint.json").unlink(missing_ok=True)
     # the versions are added by record_environment when this invocation starts training
     write_json(path, {"config": comparable_config(config)})
 
@@ -187,3 +193,58 @@ def saved_config(workdir: Path, machine: dict):
     config.cache_dir = machine["cache_dir"]
     config.data.load_workers = machine["data.load_workers"]
     return config
+
+
+def check_sweep_workdir(config, workdir: Path, members: dict, write: bool) -> None:
+    """Refuse a workdir that holds another sweep (or a single run) for this sweep's config;
+    with `write`, record the sweep's config in sweep.json. A sweep folder older than
+    sweep.json is checked through the run folders it holds. `members`: name -> run config."""
+    workdir = Path(workdir)
+    path = workdir / "sweep.json"
+    current = comparable_config(config)
+    name = f"{config.sweep.name} ({config.sweep.variant})"
+    if (workdir / "config.json").exists():
+        raise SerjaxError(
+            f"workdir {workdir} holds a single run, not a sweep; give the sweep another --workdir"
+        )
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differences = [
+            d
+            for d in config_differences(saved["config"], current)
+            if not d.startswith("sweep.grid.")  # a grid may be narrowed or widened in place
+        ]
+        if differences:
+            raise SerjaxError(
+                f"workdir {workdir} holds the sweep {saved['sweep']} ({saved['variant']}), "
+                f"not {name} (fields that differ: {_listed(differences)}); use the sweep's "
+                "own --config, or another --workdir"
+            )
+    elif workdir.is_dir():
+        for run in sorted(p for p in workdir.iterdir() if (p / "config.json").is_file()):
+            if run.name not in members:
+                raise SerjaxError(
+                    f"workdir {workdir} holds {run.name}, which is not a run of the sweep {name}; "
+                    "use the sweep's own --config, or another --workdir"
+                )
+            saved = json.loads((run / "config.json").read_text()).get("config", {})
+            differences = config_differences(saved, comparable_config(members[run.name]))
+            if differences:
+                raise SerjaxError(
+                    f"workdir {workdir}: its run {run.name} was made with another config than "
+                    f"the sweep {name} gives it (fields that differ: {_listed(differences)}); "
+                    "use the sweep's own --config, or another --workdir"
+                )
+    if write:
+        sweep = {"sweep": config.sweep.name, "variant": config.sweep.variant, "config": current}
+        write_json(path, sweep)
+
+
+def _listed(fields: list[str]) -> str:
+    return ", ".join(fields[:5]) + (", …" if len(fields) > 5 else "")
+
+
+def sweep_of_member(workdir: Path) -> dict | None:
+    """The sweep.json of the sweep a run workdir belongs to, if it is one's member."""
+    path = Path(workdir).resolve().parent / "sweep.json"
+    return json.loads(path.read_text()) if path.is_file() else None
