@@ -1,6 +1,7 @@
 """Every bad input of the reliability issue: one clear error naming it, or a documented,
 reported handling. (Bad config overrides: test_launch.py; missing wav, malformed label line,
-missing session or root: test_iemocap.py; manifest errors: test_corpora.py.)"""
+missing session or root: test_iemocap.py; manifest errors: test_corpora.py; label files and
+manifests in other encodings, label-file and audio problems in one listing: test_label_files.py.)"""
 
 import hashlib
 import shutil

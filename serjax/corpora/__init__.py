@@ -18,8 +18,11 @@ from serjax.corpora.common import (
     check_on_bad_file,
     compare_with_release,
     corpus_dir,
+    decode_text,
     finish_listing,
+    raise_problems,
     read_named_files,
+    read_text_file,
     wav_files,
 )
 from serjax.corpora.loading import CORPORA, load_corpus
@@ -38,8 +41,11 @@ __all__ = [
     "check_on_bad_file",
     "compare_with_release",
     "corpus_dir",
+    "decode_text",
     "finish_listing",
     "load_corpus",
+    "raise_problems",
     "read_named_files",
+    "read_text_file",
     "wav_files",
 ]

@@ -1,5 +1,6 @@
 """Helpers the corpus readers share: checking config fields and roots, listing wav files,
-spotting files that cannot hold audio, the file-name readers' loop, and finishing a listing.
+reading label and manifest text in any of the encodings serjax takes, spotting files that
+cannot hold audio, the file-name readers' loop, and finishing a listing.
 
 They live apart from the package face (`serjax.corpora`) and from the dispatch
 (`serjax.corpora.loading`) so the readers can import them without importing either: the
@@ -8,6 +9,7 @@ readers sit below this module, the dispatch above them.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import dataclasses
 import os
@@ -78,6 +80,48 @@ def wav_files(folder: Path) -> list[Path]:
     )
 
 
+# Said with every text file serjax cannot decode.
+_TEXT_ENCODINGS = "serjax reads UTF-8 (with or without a BOM) and UTF-16 with its BOM"
+EMPTY_TEXT = "is empty"
+
+
+def decode_text(data: bytes) -> str:
+    """The text of a label file or manifest: UTF-8 with or without a byte-order mark, or
+    UTF-16 in the byte order its BOM says (the BOM is dropped). ValueError saying why not:
+    another encoding (UTF-32, undecodable bytes, NUL characters: UTF-16 without its BOM), or
+    `is empty` (nothing but blanks)."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16 LE's
+        raise ValueError(f"is UTF-32 text; {_TEXT_ENCODINGS}")
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        text = data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as err:
+        if utf16:
+            where = f"{err.reason} at byte {err.start}"
+        else:
+            line = data.count(b"\n", 0, err.start) + 1
+            where = f"line {line}: byte 0x{data[err.start]:02x} is not UTF-8; Latin-1 or cp1252?"
+        raise ValueError(
+            f"is not {'UTF-16' if utf16 else 'UTF-8'} text ({where}); {_TEXT_ENCODINGS}"
+        ) from None
+    if "\x00" in text:
+        raise ValueError(
+            f"holds NUL characters (UTF-16 without its byte-order mark?); {_TEXT_ENCODINGS}"
+        )
+    if not text.replace("\ufeff", "").strip():
+        raise ValueError(EMPTY_TEXT)
+    return text
+
+
+def read_text_file(path: Path) -> str:
+    """`decode_text` of a file's bytes; ValueError saying why it cannot be read as text."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ValueError(f"cannot be read ({err.strerror or err})") from None
+    return decode_text(data)
+
+
 def audio_file_problem(path: Path) -> str | None:
     """Why `path` cannot hold audio (empty, a bare header, a git-lfs pointer), else None.
 
@@ -97,6 +141,15 @@ def audio_file_problem(path: Path) -> str | None:
     return None
 
 
+def audio_problem(path: str | os.PathLike) -> str | None:
+    """`serjax.audio.audio_problem`: the look into an audio file a reader makes, when asked
+    (`audio_check`), at each file it will use, so bad audio is listed with the other
+    problems (imported on first use)."""
+    from serjax.audio import audio_problem as look_into
+
+    return look_into(path)
+
+
 @dataclasses.dataclass
 class NamedFile:
     """What a corpus's file name says: the speaker and raw label, or why the file is excluded
@@ -108,10 +161,12 @@ class NamedFile:
     note: str = ""
 
 
-def read_named_files(items, parse, label_map: Mapping[str, str]):
+def read_named_files(items, parse, label_map: Mapping[str, str], audio_check: bool = False):
     """The loop the file-name corpora share. `items`: (path, context) pairs; `parse(path,
-    context)` -> NamedFile, or ValueError saying what is wrong (a problem). Returns
-    (utterances, problems, excluded counts, raw-label counts, notes)."""
+    context)` -> NamedFile, or ValueError saying what is wrong (a problem). `audio_check`:
+    look into each file that would be used (`audio_problem`); a bad one is a problem, not
+    counted as found. Returns (utterances, problems, excluded counts, raw-label counts,
+    notes)."""
     utterances: list[Utterance] = []
     problems: list[Skipped] = []
     excluded: collections.Counter = collections.Counter()
@@ -139,10 +194,15 @@ def read_named_files(items, parse, label_map: Mapping[str, str]):
         if named.excluded:
             excluded[named.excluded] += 1
             continue
-        found[named.raw_label] += 1
         if named.raw_label not in label_map:
+            found[named.raw_label] += 1
             excluded[f"label {named.raw_label}"] += 1
             continue
+        bad_audio = audio_problem(path) if audio_check else None
+        if bad_audio:
+            problems.append(Skipped(str(path), bad_audio))
+            continue
+        found[named.raw_label] += 1
         utterances.append(
             Utterance(
                 utt_id=path.stem,
@@ -154,6 +214,17 @@ def read_named_files(items, parse, label_map: Mapping[str, str]):
             )
         )
     return utterances, problems, excluded, found, notes
+
+
+def raise_problems(title: str, root: Path, problems: list[Skipped], on_bad_file: str) -> None:
+    """With `on_bad_file=error`, one error listing every problem a reader found: label
+    lines and files, names, and (read with `audio_check`) audio, all at once."""
+    if problems and on_bad_file == "error":
+        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
+        raise SerjaxError(
+            f"{title} {root} has {len(problems)} problem(s) "
+            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
+        )
 
 
 def finish_listing(
@@ -168,12 +239,7 @@ def finish_listing(
     notes: list[str] | None = None,
 ) -> CorpusListing:
     """Raise every problem at once (`on_bad_file=error`), or an empty result; else the listing."""
-    if problems and on_bad_file == "error":
-        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
-        raise SerjaxError(
-            f"{title} {root} has {len(problems)} problem(s) "
-            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
-        )
+    raise_problems(title, root, problems, on_bad_file)
     if not utterances:
         why = f" ({len(problems)} file(s) skipped as problems)" if problems else ""
         raise SerjaxError(
@@ -204,10 +270,10 @@ def compare_with_release(
 
 
 def check_audio(listing: CorpusListing, on_bad_file: str) -> CorpusListing:
-    """Look at every audio file before any work is done: with `error`, stop listing every
-    bad file at once; with `skip`, leave them out and list them in `listing.skipped`."""
-    from serjax.audio import audio_problem
-
+    """Look at every audio file of a listing made without the readers' `audio_check`: with
+    `error`, stop listing every bad file at once; with `skip`, leave them out and list them
+    in `listing.skipped`. (`load_corpus` has the readers look instead, so that audio and
+    the other problems come in one listing, and release-count notes count usable files.)"""
     bad = [(u, audio_problem(u.path)) for u in listing.utterances]
     bad = [(u, why) for u, why in bad if why]
     if not bad:

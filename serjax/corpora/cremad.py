@@ -61,7 +61,10 @@ def parse_name(stem: str) -> tuple[str, str, bool]:
 
 
 def load_cremad(
-    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+    root: str | os.PathLike,
+    label_map: Mapping[str, str],
+    on_bad_file: str = "error",
+    audio_check: bool = False,
 ) -> CorpusListing:
     """Read a CREMA-D tree. `label_map` maps `ang dis fea hap neu sad` to classes; clips whose
     label it lacks are excluded and counted. Bad names are problems (see load_iemocap)."""
@@ -80,7 +83,7 @@ def load_cremad(
         return NamedFile(speaker=speaker, raw_label=raw, note=note)
 
     utterances, problems, excluded, found, notes = read_named_files(
-        [(path, None) for path in files], parse, label_map
+        [(path, None) for path in files], parse, label_map, audio_check
     )
     notes.append(compare_with_release("CREMA-D", found, RELEASE_COUNTS))
     return finish_listing(

@@ -52,7 +52,10 @@ def parse_name(stem: str) -> tuple[str, str]:
 
 
 def load_emodb(
-    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+    root: str | os.PathLike,
+    label_map: Mapping[str, str],
+    on_bad_file: str = "error",
+    audio_check: bool = False,
 ) -> CorpusListing:
     """Read an EmoDB tree. `label_map` maps `ang bor dis fea hap sad neu` to classes; utterances
     whose label it lacks are excluded and counted. Bad names are problems (see load_iemocap)."""
@@ -70,7 +73,7 @@ def load_emodb(
         return NamedFile(speaker=speaker, raw_label=raw)
 
     utterances, problems, excluded, found, _ = read_named_files(
-        [(path, None) for path in files], parse, label_map
+        [(path, None) for path in files], parse, label_map, audio_check
     )
     notes = [compare_with_release("EmoDB", found, RELEASE_COUNTS)]
     return finish_listing(

@@ -3,7 +3,10 @@
 Reads `Session{n}/dialog/EmoEvaluation/<dialog>.txt` (only the files directly in that
 folder: the per-annotator `Categorical/`, `Attribute/`, `Self-evaluation/` subfolders
 and macOS `._*` files are not label files) and finds each turn's wav at
-`Session{n}/sentences/wav/<dialog>/<utt>.wav`.
+`Session{n}/sentences/wav/<dialog>/<utt>.wav`. A label file may be UTF-8, with or without a
+byte-order mark, or UTF-16 with its BOM (`serjax.corpora.common.decode_text`); one that
+cannot be read, is in another encoding, or holds no label line is a problem, named (its
+dialog's wavs are then not counted again as wavs without a label line).
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from serjax.corpora.common import (
+    audio_problem,
+    check_on_bad_file,
+    corpus_dir,
+    raise_problems,
+    read_text_file,
+)
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
 
@@ -68,10 +78,13 @@ class _Scan:
 
     selection: str
     label_map: dict[str, str]
+    audio_check: bool = False
     utterances: list[Utterance] = dataclasses.field(default_factory=list)
     problems: list[Skipped] = dataclasses.field(default_factory=list)
     excluded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     seen: set[str] = dataclasses.field(default_factory=set)
+    # dialogs whose label file is a problem: their wavs are not "without a label line"
+    bad_dialogs: set[str] = dataclasses.field(default_factory=set)
 
 
 def _read_label_line(scan: _Scan, line: str, where: str, session_dir: Path, n: int) -> None:
@@ -105,6 +118,10 @@ def _read_label_line(scan: _Scan, line: str, where: str, session_dir: Path, n: i
     if not wav.is_file():
         scan.problems.append(Skipped(where, f"the wav of {utt_id} is missing: {wav}"))
         return
+    bad_audio = audio_problem(wav) if scan.audio_check else None
+    if bad_audio:
+        scan.problems.append(Skipped(str(wav), bad_audio))
+        return
     scan.utterances.append(
         Utterance(
             utt_id=utt_id,
@@ -126,12 +143,36 @@ def _read_session(scan: _Scan, root: Path, n: int) -> None:
             Skipped(str(eval_dir), f"session {n} has no dialog/EmoEvaluation folder")
         )
         return
-    for label_file in _label_files(eval_dir):
-        lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
-        for line_no, line in enumerate(lines, start=1):
-            if not line.startswith("["):
-                continue  # header (`%`), annotator lines (`C-E2:`, `A-F1:`), blanks
-            _read_label_line(scan, line, f"{label_file}:{line_no}", session_dir, n)
+    try:
+        label_files = _label_files(eval_dir)
+    except OSError as err:
+        scan.problems.append(Skipped(str(eval_dir), f"cannot be listed ({err.strerror or err})"))
+        return
+    for label_file in label_files:
+        _read_label_file(scan, label_file, session_dir, n)
+
+
+def _read_label_file(scan: _Scan, label_file: Path, session_dir: Path, n: int) -> None:
+    """Every label line of one label file; the file itself is a problem when it cannot be
+    read as text or holds no label line."""
+    try:
+        lines = read_text_file(label_file).splitlines()
+    except ValueError as err:
+        scan.problems.append(Skipped(str(label_file), str(err)))
+        scan.bad_dialogs.add(label_file.stem)
+        return
+    label_lines = 0
+    for line_no, line in enumerate(lines, start=1):
+        line = line.lstrip("\ufeff")  # a BOM inside the file: files joined by `cat`
+        if not line.startswith("["):
+            continue  # header (`%`), annotator lines (`C-E2:`, `A-F1:`), blanks
+        label_lines += 1
+        _read_label_line(scan, line, f"{label_file}:{line_no}", session_dir, n)
+    if not label_lines:
+        scan.problems.append(
+            Skipped(str(label_file), "holds no label line ([START - END] TURN EMOTION [V, A, D])")
+        )
+        scan.bad_dialogs.add(label_file.stem)
 
 
 def _count_unlabelled(scan: _Scan, root: Path, sessions: tuple[int, ...]) -> None:
@@ -142,7 +183,9 @@ def _count_unlabelled(scan: _Scan, root: Path, sessions: tuple[int, ...]) -> Non
             unlabelled = sum(
                 1
                 for wav in wav_root.glob("*/*.wav")
-                if not wav.name.startswith(".") and wav.stem not in scan.seen
+                if not wav.name.startswith(".")
+                and wav.stem not in scan.seen
+                and wav.parent.name not in scan.bad_dialogs
             )
             if unlabelled:
                 scan.excluded["wav without a label line"] += unlabelled
@@ -150,13 +193,7 @@ def _count_unlabelled(scan: _Scan, root: Path, sessions: tuple[int, ...]) -> Non
 
 def _listing(scan: _Scan, root: Path, on_bad_file: str) -> CorpusListing:
     """Raise every problem at once (`on_bad_file=error`), or an empty result; else the listing."""
-    problems = scan.problems
-    if problems and on_bad_file == "error":
-        listed = "\n".join(f"  {p.item}: {p.reason}" for p in problems)
-        raise SerjaxError(
-            f"IEMOCAP tree {root} has {len(problems)} problem(s) "
-            f"(set --config.data.on_bad_file=skip to leave them out):\n{listed}"
-        )
+    raise_problems("IEMOCAP tree", root, scan.problems, on_bad_file)
     if not scan.utterances:
         raise SerjaxError(
             f"IEMOCAP root {root} holds no labelled utterance for selection "
@@ -165,7 +202,7 @@ def _listing(scan: _Scan, root: Path, on_bad_file: str) -> CorpusListing:
     return CorpusListing(
         name="iemocap",
         utterances=scan.utterances,
-        skipped=problems,
+        skipped=scan.problems,
         excluded=dict(sorted(scan.excluded.items())),
     )
 
@@ -177,6 +214,7 @@ def load_iemocap(
     sessions: Iterable[int] = (1, 2, 3, 4, 5),
     on_bad_file: str = "error",
     check_counts: bool = True,
+    audio_check: bool = False,
 ) -> CorpusListing:
     """Read the labelled turns of an IEMOCAP-layout tree.
 
@@ -184,29 +222,23 @@ def load_iemocap(
     `exc` merged into `hap`); turns whose label it lacks are excluded and counted.
     `on_bad_file`: `error` stops listing every problem at once; `skip` keeps going and
     lists them in the result's `skipped`. `check_counts`: compare a full five-session
-    listing with the real release's counts (a note in the result).
+    listing with the real release's counts (a note in the result). `audio_check`: look into
+    each wav that would be used (`serjax.audio.audio_problem`; `load_corpus` asks for it), so
+    bad audio is a problem listed with the others and the count note counts usable turns.
     """
     if selection not in SELECTIONS:
         raise SerjaxError(f"config field data.selection: {selection!r} is not one of {SELECTIONS}")
-    if on_bad_file not in ("error", "skip"):
-        raise SerjaxError(
-            f"config field data.on_bad_file: {on_bad_file!r} is not 'error' or 'skip'"
-        )
+    check_on_bad_file(on_bad_file)
     label_map = dict(PAPER_LABEL_MAP if label_map is None else label_map)
-    root = Path(root).expanduser()
-    if not str(root) or not root.is_dir():
-        raise SerjaxError(
-            f"IEMOCAP root {str(root)!r} is not a directory "
-            "(set --config.data.root to your IEMOCAP_full_release folder)"
-        )
+    root = corpus_dir(root, "IEMOCAP", "your IEMOCAP_full_release folder")
     sessions = tuple(int(s) for s in sessions)
-    scan = _Scan(selection, label_map)
+    scan = _Scan(selection, label_map, audio_check)
     for n in sessions:
         _read_session(scan, root, n)
     _count_unlabelled(scan, root, sessions)
     listing = _listing(scan, root, on_bad_file)
     if check_counts and sessions == (1, 2, 3, 4, 5) and label_map == PAPER_LABEL_MAP:
-        listing.notes.extend(check_paper_counts(scan.utterances, selection))
+        listing.notes.extend(check_paper_counts(listing.utterances, selection))
     return listing
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serjax.corpora.common import ROOT_HINTS, check_audio, check_label_map, check_on_bad_file
+from serjax.corpora.common import ROOT_HINTS, check_label_map, check_on_bad_file
 from serjax.corpora.records import CorpusListing
 from serjax.errors import SerjaxError
 
@@ -17,7 +17,8 @@ CORPORA = ("synthetic", "iemocap", "emodb", "ravdess", "cremad", "manifest")
 
 
 def _reader(corpus: str):
-    """The `load_<corpus>(root, label_map, on_bad_file)` of a file-tree or manifest corpus."""
+    """The `load_<corpus>(root, label_map, on_bad_file, audio_check)` of a file-tree or
+    manifest corpus."""
     if corpus == "emodb":
         from serjax.corpora.emodb import load_emodb
 
@@ -40,6 +41,11 @@ def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
 
     `data.selection` and `data.sessions` apply to IEMOCAP-layout trees (iemocap, synthetic)
     only; the other corpora are read whole, then filtered by `data.label_map`.
+
+    Every audio file that would be used is looked into by the reader itself (`audio_check`),
+    before any work is done: bad audio is one more problem of the reader's, so
+    `data.on_bad_file=error` lists label-file, name and audio problems in one error, and with
+    `skip` the listing's `skipped` and its notes' counts are final (nothing is dropped later).
     """
     from serjax.corpora.iemocap import load_iemocap
 
@@ -72,8 +78,11 @@ def load_corpus(data_cfg, cache_dir, progress: bool = True) -> CorpusListing:
             sessions=data_cfg.sessions,
             on_bad_file=data_cfg.on_bad_file,
             check_counts=corpus == "iemocap",
+            audio_check=True,
         )
     else:
-        listing = _reader(corpus)(root, label_map, on_bad_file=data_cfg.on_bad_file)
+        listing = _reader(corpus)(
+            root, label_map, on_bad_file=data_cfg.on_bad_file, audio_check=True
+        )
     listing.name = corpus
-    return check_audio(listing, data_cfg.on_bad_file)
+    return listing

@@ -2,7 +2,9 @@
 
 `data.root` is the CSV file. Its header names the columns, in any order: `path` and `label`
 (required), `speaker` and `session` (optional); nothing else. A relative path is relative
-to the CSV's folder; any format soundfile reads will do.
+to the CSV's folder; any format soundfile reads will do. The CSV may be UTF-8, with or
+without a byte-order mark (spreadsheet exports write one), or UTF-16 with its BOM; in any
+other encoding it is an error naming it.
 
 Choices, each because the manifest's author wrote both the labels and the label map:
 - A label that `data.label_map` lacks is a problem (reported with its line; with
@@ -27,7 +29,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from serjax.corpora.common import audio_file_problem, check_on_bad_file, finish_listing
+from serjax.corpora.common import (
+    EMPTY_TEXT,
+    audio_file_problem,
+    audio_problem,
+    check_on_bad_file,
+    finish_listing,
+    read_text_file,
+)
 from serjax.corpora.records import CorpusListing, Skipped, Utterance
 from serjax.errors import SerjaxError
 
@@ -39,9 +48,11 @@ HEADER_HELP = "the header must name the columns path,label and optionally speake
 def _read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of every non-blank row."""
     try:
-        text = csv_path.read_text(encoding="utf-8-sig")  # -sig: a BOM from spreadsheet exports
-    except (OSError, UnicodeDecodeError) as err:
-        raise SerjaxError(f"cannot read manifest {csv_path}: {err}") from None
+        text = read_text_file(csv_path)
+    except ValueError as err:
+        if str(err) == EMPTY_TEXT:
+            return []  # said by the caller, with what the file must hold
+        raise SerjaxError(f"manifest {csv_path} (config field data.root) {err}") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
@@ -152,10 +163,14 @@ def _speaker_note(csv_path: Path, has_session: bool) -> str:
 
 
 def load_manifest(
-    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+    root: str | os.PathLike,
+    label_map: Mapping[str, str],
+    on_bad_file: str = "error",
+    audio_check: bool = False,
 ) -> CorpusListing:
     """Read a CSV manifest (`root` is the CSV file). Every problem (missing file, unknown
-    label, wrong number of fields, repeated path) names its line; see the module docstring."""
+    label, wrong number of fields, repeated path, and with `audio_check` a file that is not
+    usable audio) names its line; see the module docstring."""
     check_on_bad_file(on_bad_file)
     csv_path, names, rows = _open_manifest(root)
     has_speaker, has_session = "speaker" in names, "session" in names
@@ -169,6 +184,9 @@ def load_manifest(
             continue
         cells = dict(zip(names, (cell.strip() for cell in row)))
         utt_id, path, reasons = _read_row(cells, line, csv_path.parent, label_map, first_line)
+        bad_audio = audio_problem(path) if audio_check and not reasons else None
+        if bad_audio:
+            reasons.append(f"file {path}: {bad_audio}")
         if reasons:
             problems.append(Skipped(where, "; ".join(reasons)))
             continue

@@ -98,7 +98,10 @@ def parse_name(stem: str) -> dict[str, str]:
 
 
 def load_ravdess(
-    root: str | os.PathLike, label_map: Mapping[str, str], on_bad_file: str = "error"
+    root: str | os.PathLike,
+    label_map: Mapping[str, str],
+    on_bad_file: str = "error",
+    audio_check: bool = False,
 ) -> CorpusListing:
     """Read a RAVDESS tree. `label_map` maps `neu cal hap sad ang fea dis sur` to classes;
     utterances whose label it lacks, and song files, are excluded and counted. Bad names and
@@ -126,7 +129,7 @@ def load_ravdess(
         return NamedFile(speaker=f"Actor_{fields['actor']}", raw_label=EMOTIONS[fields["emotion"]])
 
     utterances, problems, excluded, found, _ = read_named_files(
-        [(path, folder) for folder, path in files], parse, label_map
+        [(path, folder) for folder, path in files], parse, label_map, audio_check
     )
     notes = [compare_with_release("RAVDESS speech", found, RELEASE_COUNTS)]
     return finish_listing(
