@@ -83,6 +83,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.checkpoint_every = 5  # epochs
     config.train.seed_strategy = "auto"  # auto | vmap | unroll | map | chunks
 
+    # What a run logs besides metrics.jsonl; never part of a run's identity.
+    config.log = ml_collections.ConfigDict()
+    config.log.tensorboard = True  # event files in <workdir>/tensorboard/<fold>/seed<seed>/
+
     # Where the (run, fold) units execute; never part of a run's identity (see README).
     config.executor = ml_collections.ConfigDict()
     config.executor.name = "inline"  # inline (this process) | ray (tasks over GPUs / nodes)

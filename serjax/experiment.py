@@ -214,7 +214,7 @@ def _train_and_evaluate(run: Run, k: int, progress: bool, on_checkpoint) -> dict
         tcfg,
         len(run.spec.classes),
         FoldCheckpoints(run.workdir / "checkpoints" / fold.name),
-        MetricsWriter(run.workdir / "metrics.jsonl"),
+        MetricsWriter(run.workdir / "metrics.jsonl", tensorboard=_tensorboard(run.config)),
         progress,
         on_checkpoint,
     )
@@ -235,6 +235,11 @@ def _train_and_evaluate(run: Run, k: int, progress: bool, on_checkpoint) -> dict
         }
     write_json(path, result)
     return result
+
+
+def _tensorboard(config) -> bool:
+    """log.tensorboard (on unless turned off; a config saved before the field had it on)."""
+    return bool(config.get("log", {}).get("tensorboard", True))
 
 
 def evaluate_fold(run: Run, k: int, states, fold=None, data=None) -> dict:

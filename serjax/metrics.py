@@ -93,25 +93,46 @@ def summarize_results(fold_results: list[dict], key: str = "per_seed") -> dict:
 
 
 class MetricsWriter:
-    """metrics.jsonl: one JSON line per (fold, seed, epoch). A resumed fold first drops its
-    lines past its checkpoint (`resume`), so every epoch is logged once."""
+    """metrics.jsonl: one JSON line per (fold, seed, epoch), and with `tensorboard` the same
+    points as TensorBoard event files (serjax/tensorboard.py). A resumed fold first drops
+    its lines past its checkpoint (`resume`), so every epoch is logged once."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tensorboard: bool = False):
         self.path = Path(path)
+        self.events = None
+        if tensorboard:
+            from serjax.tensorboard import EventLog
 
-    def resume(self, fold: str, upto_epoch: int) -> None:
+            self.events = EventLog(self.path.parent / "tensorboard")
+
+    def _lines(self) -> list[tuple[str, dict]]:
         if not self.path.exists():
-            return
-        kept = []
+            return []
+        lines = []
         for line in self.path.read_text().splitlines():
             try:
-                record = json.loads(line)
+                lines.append((line, json.loads(line)))
             except json.JSONDecodeError:
                 continue  # a line torn by a kill mid-write
-            if not (record["fold"] == fold and record["epoch"] > upto_epoch):
-                kept.append(line)
-        write_text(self.path, "".join(line + "\n" for line in kept))
+        return lines
+
+    def resume(self, fold: str, upto_epoch: int) -> None:
+        kept = [
+            (line, r)
+            for line, r in self._lines()
+            if not (r["fold"] == fold and r["epoch"] > upto_epoch)
+        ]
+        if self.path.exists():
+            write_text(self.path, "".join(line + "\n" for line, _ in kept))
+        if self.events is not None:
+            self.events.restart_fold(fold, [r for _, r in kept if r["fold"] == fold])
 
     def write(self, records: list[dict]) -> None:
         with open(self.path, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
+        if self.events is not None:
+            self.events.add(records)
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()

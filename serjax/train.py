@@ -342,6 +342,7 @@ def train_fold(
             raise Interrupted(fold.name, saved_epoch) from None
         finally:
             checkpoints.close()
+            metrics.close()
     return FoldOutcome(states, best, best_states)
 
 

@@ -22,6 +22,7 @@ def comparable_config(config) -> dict:
     d = json.loads(config.to_json())
     d.pop("cache_dir", None)
     d.pop("executor", None)  # where a run executes never changes its results
+    d.pop("log", None)  # nor what it logs besides metrics.jsonl
     d["data"].pop("load_workers", None)
     return d
 
