@@ -1,16 +1,20 @@
-"""The 6-layer CNN with Efficient Channel Attention (SPEC §3), as pure flax.linen modules."""
+"""The 6-layer CNN with Efficient Channel Attention (SPEC §3), as flax.linen modules.
+
+The blocks are plain linen (nn.Conv, nn.BatchNorm, nn.relu, nn.avg_pool); the config field
+model.conv_impl may swap in serjax.layers' faster CPU twins, which compute the same with the
+same parameters.
+"""
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from serjax import layers
 from serjax.errors import SerjaxError
 
 NUM_BLOCKS = 6
@@ -37,158 +41,34 @@ def channel_conv1d(pooled: jax.Array, kernel: jax.Array) -> jax.Array:
     return sum(kernel[j] * padded[:, j : j + channels] for j in range(k))
 
 
-def avg_pool_2x2(x: jax.Array) -> jax.Array:
-    """2×2 average pooling, stride 2, 'VALID' (an odd trailing row or column is dropped):
-    nn.avg_pool's result as a reshape and a mean, which XLA's CPU backend runs faster than
-    nn.avg_pool's reduce_window and its gradient (results/bench/train.md)."""
-    b, h, w, c = x.shape
-    x = x[:, : h - h % 2, : w - w % 2]
-    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's)."""
-    return jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-
-
-def _conv3x3_shifted_sum(x, kernel):
-    """conv3x3 of a one-channel map as the sum of its nine shifted copies, each times its
-    tap's row of output-channel weights: one elementwise loop for XLA, where its CPU
-    convolution packs nine-element patches (2-4× slower, results/bench/layers.md)."""
-    h, w = x.shape[1:3]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return functools.reduce(
-        operator.add,
-        (padded[:, i : i + h, j : j + w] * kernel[i, j] for i in range(3) for j in range(3)),
-    )
-
-
-@jax.custom_vjp
-def single_channel_conv3x3(x, kernel):
-    """conv3x3 for a one-channel input (block 1's log-Mel map): the shifted sum where the
-    default backend is the CPU, XLA's convolution elsewhere (cuDNN's on a GPU); the
-    gradients are always conv3x3's own. Chosen when traced: jax.lax.platform_dependent keeps
-    both as an XLA conditional, which the CPU backend ran 3× slower than the shifted sum."""
-    forward = _conv3x3_shifted_sum if jax.default_backend() == "cpu" else conv3x3
-    return forward(x, kernel)
-
-
-def _single_channel_conv3x3_fwd(x, kernel):
-    return single_channel_conv3x3(x, kernel), (x, kernel)
-
-
-def _single_channel_conv3x3_bwd(residuals, g):
-    # conv3x3's VJP; the input's cotangent is dead code (and dropped by XLA) when x is data
-    return jax.vjp(conv3x3, *residuals)[1](g)
-
-
-single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _single_channel_conv3x3_bwd)
-
-
-def serjax_conv3x3(x, kernel):
-    """The 3×3 convolution serjax's blocks run: single_channel_conv3x3 for a one-channel
-    input, conv3x3 otherwise (the same mathematics)."""
-    return (single_channel_conv3x3 if x.shape[-1] == 1 else conv3x3)(x, kernel)
-
-
-class Conv3x3(nn.Module):
-    """nn.Conv(features, (3, 3), padding 'SAME') with its parameters ("kernel" [3, 3, in, out],
-    "bias"), initialisers and dtype promotion, computed by serjax_conv3x3."""
-
-    features: int
-    kernel_init: nn.initializers.Initializer = he_normal
-
-    @nn.compact
-    def __call__(self, x):
-        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv does
-        return serjax_conv3x3(x, kernel) + bias
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_relu(x, scale, bias, epsilon):
-    """Training-mode BatchNorm over all axes but the last, then ReLU, as one custom-VJP op.
-
-    Returns (relu(y), batch mean, batch variance). The same mathematics as nn.BatchNorm
-    (variance E[x²] − E[x]², clipped at 0) followed by nn.relu; its backward pass is the
-    closed-form BatchNorm gradient, which needs two reductions where autodiff of the
-    forward pass makes XLA emit four.
-    """
-    return _bn_relu_fwd(x, scale, bias, epsilon)[0]
-
-
-def _bn_relu_fwd(x, scale, bias, epsilon):
-    axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axes)
-    var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
-    inv = jax.lax.rsqrt(var + epsilon)
-    out = _normalize_relu(x, mean, inv, scale, bias)
-    return (out, mean, var), (x, mean, inv, scale, out)
-
-
-def _normalize_relu(x, mean, inv_std, scale, bias):
-    """relu((x − mean) / std · scale + bias), as nn.BatchNorm normalises."""
-    return nn.relu((x - mean) * (inv_std * scale) + bias)
-
-
-def _bn_relu_bwd(epsilon, residuals, cotangents):
-    x, mean, inv, scale, out = residuals
-    g, g_mean, g_var = cotangents
-    axes = tuple(range(x.ndim - 1))
-    n = x.size // x.shape[-1]
-    dy = jnp.where(out > 0, g, 0.0)
-    xhat = (x - mean) * inv
-    d_bias = dy.sum(axes)
-    d_scale = (dy * xhat).sum(axes)
-    dx = (scale * inv / n) * (n * dy - d_bias - xhat * d_scale)
-    # the batch statistics are outputs too (for the running averages): their gradients
-    dx = dx + (g_mean + 2.0 * g_var * (x - mean)) / n
-    return dx, d_scale, d_bias
-
-
-batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
-
-
-class BatchNormReLU(nn.Module):
-    """nn.BatchNorm(momentum, epsilon) then ReLU, with the same parameters ("scale", "bias")
-    and batch statistics ("mean", "var"), so checkpoints are interchangeable; training mode
-    runs batch_norm_relu (tested equal to the flax pair, outputs and gradients)."""
-
-    momentum: float = 0.9
-    epsilon: float = 1e-5
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        features = x.shape[-1]
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
-        scale = self.param("scale", nn.initializers.ones, (features,))
-        bias = self.param("bias", nn.initializers.zeros, (features,))
-        if not train:
-            return _normalize_relu(
-                x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias
-            )
-        out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
-        if not self.is_initializing():
-            ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
-            ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
-        return out
-
-
 class ConvBlock(nn.Module):
-    """Conv 3×3 (stride 1, SAME) → BatchNorm → ReLU."""
+    """Conv 3×3 (stride 1, SAME) → BatchNorm → ReLU. `conv_impl`: "flax" (nn.Conv,
+    nn.BatchNorm, nn.relu) or serjax.layers' fast twins (same parameters)."""
 
     features: int
+    conv_impl: str = "flax"  # a layers.RESOLVED_IMPLS value
 
     @nn.compact
     def __call__(self, x, train: bool):
-        # named as flax names an nn.Conv here, so parameters and checkpoints are nn.Conv's
-        x = Conv3x3(self.features, name="Conv_0")(x)
         # momentum 0.9 here is PyTorch's 0.1: the running statistics move 10 % per step.
-        return BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
+        if self.conv_impl == "flax":
+            x = nn.Conv(
+                self.features, (3, 3), padding="SAME", kernel_init=he_normal, name="Conv_0"
+            )(x)
+            bn = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5, name="BatchNorm_0"
+            )
+            return nn.relu(bn(x))
+        shifted_sum = self.conv_impl == "fused"
+        x = layers.Conv3x3(self.features, he_normal, shifted_sum, name="Conv_0")(x)
+        return layers.BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
+
+
+def pool_2x2(x: jax.Array, conv_impl: str = "flax") -> jax.Array:
+    """2×2 average pooling, stride 2, 'VALID' (an odd trailing row or column is dropped)."""
+    if conv_impl == "flax":
+        return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    return layers.avg_pool_2x2(x)
 
 
 class ECA(nn.Module):
@@ -213,7 +93,9 @@ class SERCNN(nn.Module):
     """Six conv blocks (avg-pool 2×2 after 1-5, global average after 6), ECA after the
     blocks in `eca_layers`, then Dense(C6) → ReLU → Dense(classes).
 
-    Input: [B, n_mels, frames] log-Mel features; output: [B, classes] logits.
+    Input: [B, n_mels, frames] log-Mel features; output: [B, classes] logits. `conv_impl`:
+    the blocks' layers (serjax.layers.resolve_conv_impl; build_model resolves "auto" for the
+    backend when the model is built, a model made here directly when it is traced).
     """
 
     num_classes: int
@@ -221,18 +103,20 @@ class SERCNN(nn.Module):
     eca_layers: Sequence[int] = (5, 6)
     eca_kernels: Sequence[int] = (7, 7)
     eca_batch_norm: bool = False
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         check_input_size(*x.shape[1:3], poolings=len(self.widths) - 1)
+        impl = layers.resolve_conv_impl(self.conv_impl)
         x = x[..., None]
         kernels = dict(zip(self.eca_layers, self.eca_kernels))
         for block, width in enumerate(self.widths, start=1):
-            x = ConvBlock(width, name=f"block{block}")(x, train)
+            x = ConvBlock(width, impl, name=f"block{block}")(x, train)
             if block in kernels:
                 x = ECA(kernels[block], self.eca_batch_norm, name=f"eca{block}")(x, train)
             if block < len(self.widths):
-                x = avg_pool_2x2(x)
+                x = pool_2x2(x, impl)
         x = x.mean(axis=(1, 2))
         x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, name="dense1")(x))
         return nn.Dense(self.num_classes, kernel_init=he_normal, name="dense2")(x)
@@ -267,32 +151,40 @@ def build_model(model_cfg, num_classes: int) -> SERCNN:
             f"config field model.width_scale: need n >= 1, got {model_cfg.width_scale}"
         )
     widths = tuple(int(model_cfg.width_scale) * b for b in base)
-    layers = tuple(int(b) for b in model_cfg.eca_layers)
-    if any(not 1 <= b <= NUM_BLOCKS for b in layers) or len(set(layers)) != len(layers):
+    eca_layers = tuple(int(b) for b in model_cfg.eca_layers)
+    if any(not 1 <= b <= NUM_BLOCKS for b in eca_layers) or len(set(eca_layers)) != len(eca_layers):
         raise SerjaxError(
-            f"config field model.eca_layers: need distinct blocks in 1..{NUM_BLOCKS}, got {layers}"
+            f"config field model.eca_layers: need distinct blocks in 1..{NUM_BLOCKS}, "
+            f"got {eca_layers}"
         )
     # eca_kernels (one per ECA block) wins over eca_kernel (one size for all) when given.
-    kernels = tuple(model_cfg.eca_kernels) or (model_cfg.eca_kernel,) * len(layers)
-    if len(kernels) != len(layers):
+    kernels = tuple(model_cfg.eca_kernels) or (model_cfg.eca_kernel,) * len(eca_layers)
+    if len(kernels) != len(eca_layers):
         raise SerjaxError(
-            f"config field model.eca_kernels: {len(kernels)} sizes for {len(layers)} ECA blocks"
+            f"config field model.eca_kernels: {len(kernels)} sizes for {len(eca_layers)} ECA blocks"
         )
     # 0 means ECA-Net's adaptive rule, from the width of the block the ECA follows.
     kernels = tuple(
         int(k)
         if int(k) > 0
         else adaptive_eca_kernel(widths[b - 1], model_cfg.eca_gamma, model_cfg.eca_b)
-        for k, b in zip(kernels, layers)
+        for k, b in zip(kernels, eca_layers)
     )
     if any(k % 2 == 0 for k in kernels):
         raise SerjaxError(f"config field model.eca_kernel: sizes must be odd, got {kernels}")
+    # a config saved before the field existed ran what "auto" runs
+    conv_impl = getattr(model_cfg, "conv_impl", None) or "auto"
+    if conv_impl not in layers.CONV_IMPLS:
+        raise SerjaxError(
+            f"config field model.conv_impl: {conv_impl!r}; use one of {layers.CONV_IMPLS}"
+        )
     return SERCNN(
         num_classes=num_classes,
         widths=widths,
-        eca_layers=layers,
+        eca_layers=eca_layers,
         eca_kernels=kernels,
         eca_batch_norm=bool(model_cfg.eca_batch_norm),
+        conv_impl=layers.resolve_conv_impl(conv_impl),
     )
 
 

@@ -1,10 +1,9 @@
-"""The CPU fast path (serjax/cpu_tuning.py and the fused layers in serjax/model.py) computes
-what the plain flax/XLA path computes: same outputs, gradients and updated state."""
+"""The CPU tuning (serjax/cpu_tuning.py) computes what XLA's defaults compute: same train
+steps; the host allocator settings. (The fast layers' tests: tests/test_layers.py.)"""
 
 import sys
 from pathlib import Path
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,151 +11,20 @@ import optax
 import pytest
 
 from serjax import cpu_tuning
+from serjax.data import FoldData
 from serjax.errors import SerjaxError
-from serjax.model import SERCNN, BatchNormReLU, Conv3x3, avg_pool_2x2, he_normal
-from serjax.train import Trainer, seed_keys
+from serjax.model import SERCNN
+from serjax.seeds import seed_keys
+from serjax.train import Trainer
 
 RNG = np.random.default_rng(3)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class FlaxBatchNormReLU(nn.Module):
-    """The plain pair BatchNormReLU replaces."""
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        return nn.relu(
-            nn.BatchNorm(
-                use_running_average=not train, momentum=0.9, epsilon=1e-5, name="BatchNorm_0"
-            )(x)
-        )
-
-
-class Fused(nn.Module):
-    @nn.compact
-    def __call__(self, x, train: bool):
-        return BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
-
-
-def _close(a, b, rtol=2e-5, atol=2e-6):
+def _close(a, b, rtol, atol):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
     assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-
-
-def test_batch_norm_relu_matches_flax_outputs_gradients_and_running_stats():
-    x = jnp.asarray(RNG.normal(1.5, 2.0, (4, 6, 10, 5)), jnp.float32)
-    cot = jnp.asarray(RNG.normal(size=x.shape), jnp.float32)
-    ref, fused = FlaxBatchNormReLU(), Fused()
-    v_ref = ref.init(jax.random.PRNGKey(0), x, False)
-    v_fused = fused.init(jax.random.PRNGKey(0), x, False)
-    _close(v_ref, v_fused)  # same parameter and statistics names, shapes, initial values
-    # non-trivial scale and bias, so their gradients are exercised
-    params = {
-        "BatchNorm_0": {
-            "scale": jnp.asarray(RNG.normal(1, 0.3, 5), jnp.float32),
-            "bias": jnp.asarray(RNG.normal(0, 0.5, 5), jnp.float32),
-        }
-    }
-
-    def loss(model, variables):
-        def f(p, x_):
-            y, upd = model.apply(
-                {"params": p, "batch_stats": variables["batch_stats"]},
-                x_,
-                True,
-                mutable=["batch_stats"],
-            )
-            return jnp.sum(y * cot), (y, upd)
-
-        (value, (y, upd)), grads = jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, x)
-        return value, y, upd, grads
-
-    out_ref, out_fused = loss(ref, v_ref), loss(fused, v_fused)
-    _close(out_ref, out_fused)
-    assert float(jnp.abs(out_fused[3][1]).max()) > 0  # the input gradient is not trivially zero
-    # eval mode uses the running statistics
-    stats = out_ref[2]
-    _close(
-        ref.apply({"params": params, **stats}, x, False),
-        fused.apply({"params": params, **stats}, x, False),
-    )
-
-
-def test_batch_norm_relu_statistics_outputs_have_their_gradients():
-    """The batch mean and variance are outputs too: their VJP is the textbook one."""
-    from serjax.model import batch_norm_relu
-
-    x = jnp.asarray(RNG.normal(size=(3, 4, 2)), jnp.float32)
-    scale, bias = jnp.ones(2), jnp.zeros(2)
-
-    def plain(x_):
-        mean = x_.mean((0, 1))
-        var = jnp.maximum((x_ * x_).mean((0, 1)) - mean * mean, 0.0)
-        return mean.sum() + 3.0 * var.sum()
-
-    def fused(x_):
-        _, mean, var = batch_norm_relu(x_, scale, bias, 1e-5)
-        return mean.sum() + 3.0 * var.sum()
-
-    _close(jax.grad(plain)(x), jax.grad(fused)(x))
-
-
-@pytest.mark.parametrize("shape", [(2, 8, 12, 3), (2, 9, 13, 3)])
-def test_avg_pool_matches_flax_forward_and_backward(shape):
-    x = jnp.asarray(RNG.normal(size=shape), jnp.float32)
-    ref = lambda x_: nn.avg_pool(x_, (2, 2), strides=(2, 2))  # noqa: E731
-    _close(ref(x), avg_pool_2x2(x))
-    cot = jnp.asarray(RNG.normal(size=ref(x).shape), jnp.float32)
-    _close(
-        jax.grad(lambda x_: jnp.sum(ref(x_) * cot))(x),
-        jax.grad(lambda x_: jnp.sum(avg_pool_2x2(x_) * cot))(x),
-    )
-
-
-@pytest.mark.parametrize("channels_in", [1, 3])
-def test_conv3x3_matches_flax_conv_parameters_outputs_and_gradients(channels_in):
-    """Conv3x3 is nn.Conv(…, (3, 3), 'SAME') with the same parameter tree and initial values;
-    the one-channel case (block 1, the shifted sum on the CPU) and the general one give
-    nn.Conv's outputs, kernel and bias gradients, and input gradient."""
-    x = jnp.asarray(RNG.normal(size=(2, 7, 10, channels_in)), jnp.float32)
-    ref, ours = nn.Conv(5, (3, 3), padding="SAME", kernel_init=he_normal), Conv3x3(5)
-    v_ref, v_ours = ref.init(jax.random.PRNGKey(1), x), ours.init(jax.random.PRNGKey(1), x)
-    _close(v_ref, v_ours, rtol=0, atol=0)
-    params = {
-        "params": {
-            "kernel": v_ref["params"]["kernel"],
-            "bias": jnp.asarray(RNG.normal(size=5), jnp.float32),
-        }
-    }
-    cot = jnp.asarray(RNG.normal(size=(2, 7, 10, 5)), jnp.float32)
-
-    def outputs_and_grads(model):
-        f = lambda p, x_: jnp.sum(model.apply(p, x_) * cot)  # noqa: E731
-        return jax.jit(model.apply)(params, x), jax.jit(jax.grad(f, argnums=(0, 1)))(params, x)
-
-    _close(outputs_and_grads(ref), outputs_and_grads(ours), rtol=1e-5, atol=1e-5)
-    # the borders: a map of ones and a kernel of ones count each output's in-image neighbours
-    ones = jnp.ones((1, 4, 5, channels_in), jnp.float32)
-    counts = ours.apply(
-        {"params": {"kernel": jnp.ones((3, 3, channels_in, 5)), "bias": jnp.zeros(5)}}, ones
-    )
-    assert (
-        float(counts[0, 0, 0, 0]) == 4 * channels_in
-        and float(counts[0, 1, 1, 0]) == 9 * channels_in
-    )
-
-
-def test_block_one_forward_is_the_shifted_sum_on_the_cpu():
-    """On the CPU block 1's forward pass has no convolution (the shifted sum replaced XLA's
-    4x slower one-channel convolution); its gradient is still the convolution's VJP."""
-    from serjax.model import single_channel_conv3x3
-
-    x, k = jnp.ones((1, 4, 5, 1)), jnp.ones((3, 3, 1, 2))
-    forward = str(jax.make_jaxpr(single_channel_conv3x3)(x, k))
-    backward = str(jax.make_jaxpr(jax.grad(lambda k_: single_channel_conv3x3(x, k_).sum()))(k))
-    assert ("conv_general_dilated" in forward) == (jax.default_backend() != "cpu")
-    assert "conv_general_dilated" in backward
 
 
 def test_cpu_compiler_options_give_the_same_train_steps():
@@ -170,19 +38,21 @@ def test_cpu_compiler_options_give_the_same_train_steps():
     model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     U, shape = 24, (32, 41)
-    data = jnp.asarray(RNG.normal(size=(U, *shape)), jnp.float16)
-    labels = jnp.asarray(RNG.integers(0, 4, U), jnp.int32)
-    weights, mean, std = jnp.ones(4), jnp.zeros(shape[0]), jnp.ones(shape[0])
+    data = FoldData.of(
+        RNG.normal(size=(U, *shape)).astype(np.float16),
+        RNG.integers(0, 4, U).astype(np.int32),
+        np.zeros(shape[0], np.float32),
+        np.ones(shape[0], np.float32),
+        np.ones(4, np.float32),
+    )
     runs = []
     for opts in (None, options):
-        trainer = Trainer(model, tx, 2.0, U, "auto", opts)
+        trainer = Trainer(model, tx, 2.0, "auto", opts)
         states = trainer.init(seed_keys([0], 0), shape)
         stats = []
         for step in range(3):
             rows = jnp.asarray(np.arange(8 * step, 8 * step + 8)[None])
-            states, s = trainer.train_step(
-                states, rows, data, labels, weights, mean, std, jnp.float32(0.1)
-            )
+            states, s = trainer.train_step(states, rows, data, jnp.float32(0.1))
             stats.append(s)
         runs.append((stats, states.params, states.batch_stats))
     _close(runs[0], runs[1], rtol=1e-4, atol=1e-5)
@@ -302,6 +172,6 @@ def test_launch_names_a_bad_malloc_setting_in_one_line():
     )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', 'tuned', "
-        "'default') (unset: hugepages)"
+        "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', "
+        "'tuned', 'default') (unset: hugepages)"
     ]

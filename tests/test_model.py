@@ -123,8 +123,9 @@ def _numpy_forward(params, stats, x, eca_layers, eps=1e-5):
     return h @ np.asarray(params["dense2"]["kernel"]) + np.asarray(params["dense2"]["bias"])
 
 
-def test_model_matches_a_numpy_reference():
-    model = build_model(model_cfg(), 4)
+@pytest.mark.parametrize("conv_impl", ["auto", "flax", "fused"])
+def test_model_matches_a_numpy_reference(conv_impl):
+    model = build_model(model_cfg(conv_impl=conv_impl), 4)
     variables = model.init(jax.random.PRNGKey(3), X)
     # non-trivial running statistics, BN affine and biases, so every term shows
     rng = np.random.default_rng(7)

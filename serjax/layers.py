@@ -1,0 +1,170 @@
+"""Fast layers for serjax.model on XLA's CPU backend: the plain flax layers' mathematics with
+their parameter names ("Conv_0", "BatchNorm_0"; "kernel", "bias", "scale", "mean", "var"), so
+checkpoints move freely between them. The config field model.conv_impl chooses (CONV_IMPLS).
+
+Why each exists: results/bench/train.md (whole train steps, with the fast path taken apart)
+and results/bench/layers.md (each convolution alone). Tested equal to the flax layers,
+outputs and gradients, in tests/test_layers.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from serjax.errors import SerjaxError
+
+# The config field model.conv_impl: "flax" (plain linen), "fused" (these layers in every block,
+# block 1's convolution as a shifted sum), "auto" (these layers; the shifted sum on the CPU
+# backend only, XLA's convolution elsewhere).
+CONV_IMPLS = ("auto", "flax", "fused")
+# What a built model runs: "auto" resolved for a backend ("fused_xla_conv": these layers,
+# every convolution XLA's own).
+RESOLVED_IMPLS = ("flax", "fused", "fused_xla_conv")
+
+
+def resolve_conv_impl(impl: str, backend: str | None = None) -> str:
+    """The layer set a model runs (a RESOLVED_IMPLS value) for model.conv_impl on `backend`
+    (default: JAX's default backend, asked once here rather than inside traced code)."""
+    if impl in RESOLVED_IMPLS:
+        return impl
+    if impl != "auto":
+        raise SerjaxError(f"config field model.conv_impl: {impl!r}; use one of {CONV_IMPLS}")
+    return "fused" if (backend or jax.default_backend()) == "cpu" else "fused_xla_conv"
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+    """nn.avg_pool(x, (2, 2), strides=(2, 2)) ('VALID': an odd trailing row or column is
+    dropped) as a reshape and a mean, which XLA's CPU backend runs faster than reduce_window
+    and its gradient."""
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's)."""
+    return jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _conv3x3_shifted_sum(x, kernel):
+    """conv3x3 of a one-channel map as the sum of its nine shifted copies, each times its
+    tap's row of output-channel weights: one elementwise loop, where XLA's CPU convolution
+    packs nine-element patches."""
+    h, w = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return functools.reduce(
+        operator.add,
+        (padded[:, i : i + h, j : j + w] * kernel[i, j] for i in range(3) for j in range(3)),
+    )
+
+
+@jax.custom_vjp
+def single_channel_conv3x3(x, kernel):
+    """conv3x3 for a one-channel input (block 1's log-Mel map): the shifted sum forward,
+    conv3x3's own gradients."""
+    return _conv3x3_shifted_sum(x, kernel)
+
+
+def _single_channel_conv3x3_fwd(x, kernel):
+    return single_channel_conv3x3(x, kernel), (x, kernel)
+
+
+def _single_channel_conv3x3_bwd(residuals, g):
+    # conv3x3's VJP; the input's cotangent is dead code (and dropped by XLA) when x is data
+    return jax.vjp(conv3x3, *residuals)[1](g)
+
+
+single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _single_channel_conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+    """nn.Conv(features, (3, 3), padding="SAME") with its parameters ("kernel" [3, 3, in, out],
+    "bias"), initialisers and dtype promotion. `shifted_sum`: a one-channel input goes through
+    single_channel_conv3x3 (every other input, and every input without it, through conv3x3)."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+    shifted_sum: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv does
+        conv = single_channel_conv3x3 if self.shifted_sum and x.shape[-1] == 1 else conv3x3
+        return conv(x, kernel) + bias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_relu(x, scale, bias, epsilon):
+    """Training-mode BatchNorm over all axes but the last, then ReLU, as one custom-VJP op.
+
+    Returns (relu(y), batch mean, batch variance). nn.BatchNorm's mathematics (variance
+    E[x²] − E[x]², clipped at 0) followed by nn.relu; the backward pass is the closed-form
+    BatchNorm gradient, two reductions where autodiff of the forward pass makes XLA emit four.
+    """
+    return _bn_relu_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_relu_fwd(x, scale, bias, epsilon):
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axes)
+    var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
+    inv = jax.lax.rsqrt(var + epsilon)
+    out = _normalize_relu(x, mean, inv, scale, bias)
+    return (out, mean, var), (x, mean, inv, scale, out)
+
+
+def _normalize_relu(x, mean, inv_std, scale, bias):
+    """relu((x − mean) / std · scale + bias), as nn.BatchNorm normalises."""
+    return nn.relu((x - mean) * (inv_std * scale) + bias)
+
+
+def _bn_relu_bwd(epsilon, residuals, cotangents):
+    x, mean, inv, scale, out = residuals
+    g, g_mean, g_var = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    dy = jnp.where(out > 0, g, 0.0)
+    xhat = (x - mean) * inv
+    d_bias = dy.sum(axes)
+    d_scale = (dy * xhat).sum(axes)
+    dx = (scale * inv / n) * (n * dy - d_bias - xhat * d_scale)
+    # the batch statistics are outputs too (for the running averages): their gradients
+    dx = dx + (g_mean + 2.0 * g_var * (x - mean)) / n
+    return dx, d_scale, d_bias
+
+
+batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
+
+
+class BatchNormReLU(nn.Module):
+    """nn.BatchNorm(momentum, epsilon) then ReLU, with its parameters ("scale", "bias") and
+    batch statistics ("mean", "var"); training mode runs batch_norm_relu."""
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        features = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        if not train:
+            return _normalize_relu(
+                x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias
+            )
+        out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * var
+        return out
