@@ -82,7 +82,11 @@ class ECA(nn.Module):
     def __call__(self, x, train: bool):
         pooled = x.mean(axis=(1, 2))
         if self.batch_norm:
-            pooled = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(pooled)
+            # two-pass variance: the pooled channels' spread over a batch is small next to
+            # their mean, and E[x²] − E[x]² in float32 cancels most of its digits
+            pooled = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5, use_fast_variance=False
+            )(pooled)
         kernel = self.param("kernel", _eca_kernel_init, (self.kernel_size,))
         weights = nn.sigmoid(channel_conv1d(pooled, kernel))
         self.sow("intermediates", "channel_weights", weights)

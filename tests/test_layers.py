@@ -228,9 +228,7 @@ def test_every_conv_impl_is_the_same_model(eca_batch_norm):
     runs = {impl: _train_step_outputs(impl, x, cot, **extra) for impl in ("flax", "fused", "auto")}
     flax_run, fused_run = runs["flax"], runs["fused"]
     _close(flax_run[0], fused_run[0], rtol=0, atol=0)  # names, shapes, initial values
-    # the original-ECA variant's BatchNorm (one-pass variance) amplifies rounding differences
-    tol = 1e-3 if eca_batch_norm else 1e-4
-    _scaled_close(flax_run[1:3] + (flax_run[4],), fused_run[1:3] + (fused_run[4],), tol)
+    _scaled_close(flax_run[1:3] + (flax_run[4],), fused_run[1:3] + (fused_run[4],), 1e-4)
     # a conv bias's gradient is 0 in exact arithmetic (a BatchNorm follows each conv): only
     # rounding, small next to its kernel's gradient
     grads = [jax.tree_util.tree_map(lambda a: a, run[3]) for run in (flax_run, fused_run)]
@@ -240,6 +238,7 @@ def test_every_conv_impl_is_the_same_model(eca_batch_norm):
             assert float(jnp.abs(conv.pop("bias")).max()) < 1e-3 * float(
                 jnp.abs(conv["kernel"]).max()
             )
-    _scaled_close(grads[0], grads[1], 1e-2 if eca_batch_norm else 1e-4)
+    # original ECA: a BatchNorm over B pooled values per channel, less well conditioned
+    _scaled_close(grads[0], grads[1], 1e-3 if eca_batch_norm else 1e-4)
     if jax.default_backend() == "cpu":
         _close(runs["auto"], fused_run, rtol=0, atol=0)
