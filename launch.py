@@ -113,9 +113,6 @@ def main(argv):
     config = load_config()
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-    from serjax.cpu_tuning import tune_host_allocator
-
-    tune_host_allocator()  # SERJAX_MALLOC=tuned: before JAX starts its threads (serjax/cpu_tuning.py)
     from serjax import cli  # heavy imports after flag parsing, so --help stays quick
     from serjax.errors import SerjaxError
 
@@ -168,10 +165,10 @@ def parse_flags(argv):
 
 
 def start_with_huge_pages():
-    """Start again, once, with glibc's huge pages for malloc (serjax/cpu_tuning.py; off with
-    SERJAX_MALLOC=default or tuned): before anything else runs."""
-    from serjax.cpu_tuning import reexec_with_huge_pages
+    """Start again, once, with glibc's huge pages for malloc (serjax/host.py; off with
+    SERJAX_MALLOC=default): before anything else runs."""
     from serjax.errors import SerjaxError
+    from serjax.host import reexec_with_huge_pages
 
     try:
         reexec_with_huge_pages()

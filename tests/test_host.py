@@ -1,6 +1,11 @@
-"""The CPU tuning (serjax/cpu_tuning.py) computes what XLA's defaults compute: same train
-steps; the host allocator settings. (The fast layers' tests: tests/test_layers.py.)"""
+"""Process and compiler settings: serjax.host (huge pages for malloc, entry points only) and
+serjax.xla_options (XLA's CPU compiler options, the allocator's provenance record). They
+change speed and float rounding at most."""
 
+import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from serjax import cpu_tuning
+from serjax import host, xla_options
 from serjax.data import FoldData
 from serjax.errors import SerjaxError
 from serjax.model import SERCNN
@@ -32,7 +37,7 @@ def test_cpu_compiler_options_give_the_same_train_steps():
     defaults: same losses, parameters and batch statistics within float32 tolerance. (Plain
     SGD: Adam would turn rounding noise in the conv biases' gradients, which BatchNorm makes
     exactly zero in exact arithmetic, into ±lr steps.)"""
-    options = cpu_tuning.compiler_options()
+    options = xla_options.compiler_options()
     if options is None:
         pytest.skip("not on the CPU backend, or this jaxlib lacks the option")
     model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
@@ -60,28 +65,45 @@ def test_cpu_compiler_options_give_the_same_train_steps():
 
 def test_compiler_options_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("SERJAX_CPU_COMPILER", "default")
-    assert cpu_tuning.compiler_options() is None
+    assert xla_options.compiler_options() is None
     monkeypatch.setenv("SERJAX_CPU_COMPILER", "fast")
     with pytest.raises(SerjaxError, match="SERJAX_CPU_COMPILER='fast'"):
-        cpu_tuning.compiler_options()
+        xla_options.compiler_options()
 
 
-def test_host_allocator_tuning_is_opt_in_and_idempotent(monkeypatch):
-    monkeypatch.setattr(cpu_tuning, "_ALLOCATOR_STATE", {})
-    monkeypatch.delenv("SERJAX_MALLOC", raising=False)
-    off = cpu_tuning.tune_host_allocator()
-    assert off["tuned"] is False and "SERJAX_MALLOC=tuned" in off["why"]
-    assert cpu_tuning.tune_host_allocator(True) == off  # decided once per process
-    monkeypatch.setattr(cpu_tuning, "_ALLOCATOR_STATE", {})
-    monkeypatch.setenv("SERJAX_MALLOC", "tuned")
-    on = cpu_tuning.tune_host_allocator()
-    if sys.platform.startswith("linux"):
-        assert on["tuned"] is True and all(on["mallopt"].values())
-    assert cpu_tuning.allocator_state() == on
+def test_the_allocator_record_reads_what_the_process_was_started_with(monkeypatch):
+    """The provenance record (config.json "versions") says whether huge pages are on, from the
+    environment and the kernel's mode, changing nothing."""
+    monkeypatch.setattr(xla_options, "_thp_mode", lambda: "madvise")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+    state = xla_options.host_allocator_state()
+    assert state == {
+        "huge_pages": {
+            "on": True,
+            "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
+            "thp_mode": "madvise",
+        }
+    }
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    assert xla_options.host_allocator_state()["huge_pages"]["on"] is False
+    monkeypatch.setattr(xla_options, "_thp_mode", lambda: "always")  # the kernel does it anyway
+    assert xla_options.host_allocator_state()["huge_pages"]["on"] is True
+
+
+def test_the_library_never_imports_the_process_tuning():
+    """serjax.host restarts the program: only entry points (launch.py, bench/) may import it."""
+    imports_host = re.compile(
+        r"^\s*(from serjax\.host import|import serjax\.host\b|from serjax import .*\bhost\b)",
+        re.MULTILINE,
+    )
+    library = [p for p in (ROOT / "serjax").rglob("*.py") if p.name != "host.py"]
+    assert library and imports_host.search("from serjax import cli, host")
+    for path in library:
+        assert not imports_host.search(path.read_text()), path
 
 
 def test_huge_pages_are_asked_for_only_where_glibc_and_the_kernel_can_give_them():
-    env = cpu_tuning.huge_pages_env
+    env = host.huge_pages_env
     linux, ok = "linux", (2, 36)
     assert env({}, linux, "madvise", ok) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
     assert env({"SERJAX_MALLOC": "HugePages"}, linux, "madvise", ok) == {
@@ -92,8 +114,7 @@ def test_huge_pages_are_asked_for_only_where_glibc_and_the_kernel_can_give_them(
         "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     }
     assert env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, linux, "madvise", ok) is None
-    for mode in ("default", "tuned"):
-        assert env({"SERJAX_MALLOC": mode}, linux, "madvise", ok) is None
+    assert env({"SERJAX_MALLOC": "default"}, linux, "madvise", ok) is None
     assert env({}, "darwin", "madvise", ok) is None
     assert env({}, linux, "always", ok) is None  # the kernel already does it
     assert env({}, linux, "never", ok) is None
@@ -103,25 +124,23 @@ def test_huge_pages_are_asked_for_only_where_glibc_and_the_kernel_can_give_them(
 
 
 def test_a_bad_malloc_setting_is_one_clear_error():
-    from serjax.errors import SerjaxError
-
-    assert cpu_tuning.malloc_mode({}) == "hugepages"
+    assert host.malloc_mode({}) == "hugepages"
     with pytest.raises(SerjaxError, match="SERJAX_MALLOC='fast'"):
-        cpu_tuning.malloc_mode({"SERJAX_MALLOC": "fast"})
+        host.malloc_mode({"SERJAX_MALLOC": "fast"})
+    # the mallopt-tuned mode is gone
+    with pytest.raises(SerjaxError, match="SERJAX_MALLOC='tuned'"):
+        host.malloc_mode({"SERJAX_MALLOC": "tuned"})
 
 
 def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path):
-    import os
-    import subprocess
-
     script = tmp_path / "show.py"
     script.write_text(
         "import json, os, sys\n"
-        "from serjax import cpu_tuning\n"
+        "from serjax import host, xla_options\n"
         "print('start', flush=True)\n"
-        "cpu_tuning.reexec_with_huge_pages()\n"
+        "host.reexec_with_huge_pages()\n"
         "print(json.dumps({'tunables': os.environ.get('GLIBC_TUNABLES'), 'argv': sys.argv[1:],\n"
-        "                  'on': cpu_tuning.huge_pages_state()['on']}))\n"
+        "                  'on': xla_options.host_allocator_state()['huge_pages']['on']}))\n"
     )
 
     def run(**extra):
@@ -142,11 +161,7 @@ def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path)
         ).stdout
         return out.count("start"), json.loads(out.strip().splitlines()[-1])
 
-    import json
-
-    expected = cpu_tuning.huge_pages_env(
-        {}, sys.platform, cpu_tuning._thp_mode(), cpu_tuning._glibc_version()
-    )
+    expected = host.huge_pages_env({}, sys.platform, xla_options._thp_mode(), host._glibc_version())
     starts, shown = run()
     assert shown["argv"] == ["a", "--b=1"]
     if expected:
@@ -158,11 +173,7 @@ def test_reexec_restarts_once_with_the_tunable_and_keeps_the_arguments(tmp_path)
 
 
 def test_launch_names_a_bad_malloc_setting_in_one_line():
-    import os
-    import subprocess
-    from pathlib import Path
-
-    launch = Path(__file__).resolve().parents[1] / "launch.py"
+    launch = ROOT / "launch.py"
     res = subprocess.run(
         [sys.executable, str(launch), "--help"],
         capture_output=True,
@@ -173,5 +184,5 @@ def test_launch_names_a_bad_malloc_setting_in_one_line():
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', "
-        "'tuned', 'default') (unset: hugepages)"
+        "'default') (unset: hugepages)"
     ]

@@ -1,0 +1,77 @@
+"""How serjax's jitted steps are compiled, and what host allocator they run on (read only).
+
+compiler_options(): on the CPU, XLA hands convolutions to its YNNPACK library path by default,
+which computes a convolution's weight gradient as a convolution whose window is the whole
+feature map, far slower here than XLA's Eigen convolution; serjax keeps YNNPACK for
+reductions only (results/bench/train.md, ablation). SERJAX_CPU_COMPILER=default compiles with
+XLA's defaults. Either way only float rounding can change, never the model or the data.
+
+host_allocator_state(): whether glibc backs malloc with huge pages in this process, for a
+run's provenance record. Asking for them restarts the program, so that is serjax.host's work,
+which only entry points (launch.py, bench/) import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from serjax.errors import SerjaxError
+
+# xla_cpu_experimental_ynn_fusion_type: which ops go to YNNPACK (here: reductions only)
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+@functools.cache
+def _options_supported(options: tuple) -> bool:
+    """Whether this jaxlib's CPU compiler accepts the options (older or newer XLA may not)."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        jax.jit(lambda x: x.sum(), compiler_options=dict(options)).lower(jnp.zeros(2)).compile()
+        return True
+    except Exception:  # an unknown option or value: compile with the defaults instead
+        return False
+
+
+def compiler_options() -> dict | None:
+    """Compiler options for serjax's jitted steps on the current backend (None: XLA's defaults)."""
+    import jax
+
+    choice = os.environ.get("SERJAX_CPU_COMPILER", "").strip().lower() or "serjax"
+    if choice not in ("serjax", "default"):
+        raise SerjaxError(
+            f"environment variable SERJAX_CPU_COMPILER={choice!r}: use 'default' (XLA's "
+            "options) or 'serjax' (unset: serjax's CPU options)"
+        )
+    if choice == "default" or jax.default_backend() != "cpu":
+        return None
+    items = tuple(sorted(CPU_COMPILER_OPTIONS.items()))
+    return dict(items) if _options_supported(items) else None
+
+
+def _thp_mode() -> str | None:
+    """The kernel's transparent-huge-page mode ("always", "madvise", "never"), None if unknown."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            found = re.search(r"\[(\w+)\]", f.read())
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def huge_pages_state() -> dict:
+    """Whether glibc was started with huge pages for malloc (serjax.host asks for them)."""
+    tunables, mode = os.environ.get("GLIBC_TUNABLES", ""), _thp_mode()
+    asked = bool(re.search(r"glibc\.malloc\.hugetlb=[12]", tunables))
+    # "always": the kernel backs large blocks with huge pages whatever glibc asks
+    on = mode == "always" or (asked and mode == "madvise")
+    return {"on": on, "GLIBC_TUNABLES": tunables, "thp_mode": mode}
+
+
+def host_allocator_state() -> dict:
+    """This process's host allocator, for the provenance record: {"huge_pages": {"on", ...}}.
+    Reads the environment and the kernel's setting; changes nothing."""
+    return {"huge_pages": huge_pages_state()}
