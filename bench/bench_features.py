@@ -207,7 +207,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(
             f"v{version}: JAX {row['jax_utt_per_s']:.0f} utt/s (compile {compile_s:.2f} s), "
-            f"librosa {row['librosa_utt_per_s']:.0f} utt/s, ratio {row['ratio_jax_over_librosa']:.2f}",
+            f"librosa {row['librosa_utt_per_s']:.0f} utt/s, ratio "
+            f"{row['ratio_jax_over_librosa']:.2f}",
             flush=True,
         )
 
@@ -264,7 +265,8 @@ def markdown(r: dict) -> str:
         f"- librosa: `log_mel_librosa` in a loop; its first call in the process "
         f"(numba warm-up) took {r['librosa_first_call_warmup_s']:.2f} s and is not counted; "
         "timed twice, with NumPy's default BLAS threads and with one BLAS thread, and the "
-        "faster of the two is the librosa rate below (the default/one-thread rates are in the JSON)",
+        "faster of the two is the librosa rate below (the default/one-thread rates are in the "
+        "JSON)",
         f"- JAX and librosa alternate {r['rounds']} times per version on slices of the input, "
         "so load from other jobs hits both alike; rates are wall-clock",
         "",
@@ -276,15 +278,16 @@ def markdown(r: dict) -> str:
         lines.append(
             f"| v{row['version']} | {row['window_ms']:g}/{row['overlap_ms']:g} | {row['n_fft']} | "
             f"{row['jax_utt_per_s']:.0f} | {row['librosa_utt_per_s']:.0f} | "
-            f"{row['ratio_jax_over_librosa']:.2f} | {row['jax_s']:.2f} | {row['jax_compile_s']:.2f} | "
-            f"{1e3 * row['jax_cpu_s_per_utt']:.2f} / {1e3 * row['librosa_cpu_s_per_utt']:.2f} | "
+            f"{row['ratio_jax_over_librosa']:.2f} | {row['jax_s']:.2f} | "
+            f"{row['jax_compile_s']:.2f} | {1e3 * row['jax_cpu_s_per_utt']:.2f} / "
+            f"{1e3 * row['librosa_cpu_s_per_utt']:.2f} | "
             f"{row['load_average_1min']} | {row['max_abs_diff_db_float16_vs_librosa']:.3f} |"
         )
     lines += [
         "",
         f"Total JAX time, all 8 versions of {r['num_utterances']} utterances: "
-        f"**{r['total_jax_s_all_versions']:.1f} s** (+{r['total_jax_compile_s_all_versions']:.1f} s "
-        f"compilation), {r['total_jax_utterance_versions_per_s']:.0f} utterance-versions/s.",
+        f"**{r['total_jax_s_all_versions']:.1f} s** (+{r['total_jax_compile_s_all_versions']:.1f} "
+        f"s compilation), {r['total_jax_utterance_versions_per_s']:.0f} utterance-versions/s.",
         f"Lowest JAX/librosa ratio: **{r['min_ratio_jax_over_librosa']:.2f}**. "
         f"Goals (ratio >= 1.5 for every version, total <= 60 s): "
         f"{'met' if r['goals_met'] else 'NOT met'}.",

@@ -1,6 +1,6 @@
 """serjax's train step on an accelerator: JAX vs PyTorch on the same device, and seed strategies.
 
-    python bench/bench_gpu.py --part seeds      [--seeds 1 2 4 8] [--seed-width 4] [--strategies ...]
+    python bench/bench_gpu.py --part seeds [--seeds 1 2 4 8] [--seed-width 4] [--strategies ...]
     python bench/bench_gpu.py --part frameworks [--widths 1 2 4]
     python bench/bench_gpu.py --part report     # gpu.md from the gpu-*.json under --out
 
@@ -68,9 +68,7 @@ def frameworks(args, data, clock, log, deadline) -> dict:
             skipped.append({"n": n})
             continue
         log(f"n = {n}: building and compiling")
-        jx = bt.JaxSeeds(
-            "jax", bt.serjax_trainer(n, "auto", args.utterances), data, 1, args.batch_size, clock
-        )
+        jx = bt.JaxSeeds("jax", bt.serjax_trainer(n, "auto"), data, 1, args.batch_size, clock)
         jx.eval(1)
         th = bt.Torch("torch", n, data, args.batch_size, None, device)
         contenders = {"jax": jx, "torch": th}
@@ -98,8 +96,10 @@ def frameworks(args, data, clock, log, deadline) -> dict:
                 res[mode]["jax"], res[mode]["torch"]
             )
         log(
-            f"  n = {n}: train jax {row['jax_train_samples_per_s']} / torch {row['torch_train_samples_per_s']} "
-            f"samples/s (ratio {row['ratio_train_jax_over_torch']}); eval ratio {row['ratio_eval_jax_over_torch']}"
+            f"  n = {n}: train jax {row['jax_train_samples_per_s']} / torch "
+            f"{row['torch_train_samples_per_s']} "
+            f"samples/s (ratio {row['ratio_train_jax_over_torch']}); eval ratio "
+            f"{row['ratio_eval_jax_over_torch']}"
         )
         rows.append(row)
         del contenders, jx, th
@@ -144,19 +144,21 @@ def markdown(out: Path) -> str:
     sessions_path = out / "gpu-sessions.json"
     if sessions_path.exists():
         lines += [
-            "Produced by these commands on the device (each a fresh machine; `$OUT` is the folder whose "
-            "files came back here):",
+            "Produced by these commands on the device (each a fresh machine; `$OUT` is the folder "
+            "whose files came back here):",
             "",
         ]
         lines += [
-            f"- {x['date']}, {x['device']}, serjax {x['commit'][:7]}: `{x['command']}` — {x['what']}"
+            f"- {x['date']}, {x['device']}, serjax {x['commit'][:7]}: `{x['command']}` — "
+            f"{x['what']}"
             for x in json.loads(sessions_path.read_text())
         ]
         lines.append("")
     v = first.get("versions", {})
     lines += [
         f"- Versions: jax {v.get('jax')}, jaxlib {v.get('jaxlib')}, flax {v.get('flax')}, "
-        f"optax {v.get('optax')}, torch {v.get('torch')}; host {first.get('machine', {}).get('cpu')}, "
+        f"optax {v.get('optax')}, torch {v.get('torch')}; host "
+        f"{first.get('machine', {}).get('cpu')}, "
         f"{first.get('machine', {}).get('cores')} cores",
         "",
     ]
@@ -166,10 +168,11 @@ def markdown(out: Path) -> str:
         if run.get("finished"):
             lines.append(
                 f"- **Wall time {run['wall_time_s']:.0f} s ({run['wall_time_s'] / 60:.1f} min)**, "
-                "the whole `python launch.py` process (imports, reading the cached corpus, features, "
-                f"compilation, {run.get('folds')} folds × {run.get('epochs')} epochs × {run.get('seeds')} seeds "
-                f"at n = {run.get('width_scale')} with per-epoch test-fold evaluation, checkpoints, "
-                "report)"
+                "the whole `python launch.py` process (imports, reading the cached corpus, "
+                f"features, compilation, {run.get('folds')} folds × {run.get('epochs')} epochs × "
+                f"{run.get('seeds')} seeds "
+                f"at n = {run.get('width_scale')} with per-epoch test-fold evaluation, "
+                "checkpoints, report)"
             )
         else:
             lines.append(
@@ -199,7 +202,8 @@ def markdown(out: Path) -> str:
                 lines.append(f"- {text}: {run[key]}")
         if run.get("fold_end_s") and not run.get("finished"):
             lines.append(
-                "- The finished folds' scores and every epoch's metrics: results/gpu-default-partial/"
+                "- The finished folds' scores and every epoch's metrics: "
+                "results/gpu-default-partial/"
             )
         if run.get("summary"):
             s = run["summary"]
@@ -216,14 +220,15 @@ def markdown(out: Path) -> str:
             "",
             f"Command: `{fw['command']}` ({fw['date']})",
             "",
-            "| n | params | JAX train | torch train | JAX/torch train | JAX eval | torch eval | JAX/torch eval "
-            "| JAX compile s (train + eval) | peak device MB JAX / torch |",
+            "| n | params | JAX train | torch train | JAX/torch train | JAX eval | torch eval | "
+            "JAX/torch eval | JAX compile s (train + eval) | peak device MB JAX / torch |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in fw["result"]["rows"]:
             lines.append(
                 f"| {r['n']} | {r['params']:,} | {r['jax_train_samples_per_s']:.0f} | "
-                f"{r['torch_train_samples_per_s']:.0f} | **{r['ratio_train_jax_over_torch']:.2f}** | "
+                f"{r['torch_train_samples_per_s']:.0f} | "
+                f"**{r['ratio_train_jax_over_torch']:.2f}** | "
                 f"{r['jax_eval_samples_per_s']:.0f} | {r['torch_eval_samples_per_s']:.0f} | "
                 f"**{r['ratio_eval_jax_over_torch']:.2f}** | "
                 f"{r['jax_compile_train_s']} + {r['jax_compile_eval_s']} | "
@@ -235,10 +240,10 @@ def markdown(out: Path) -> str:
         lines += [
             "",
             f"PyTorch: `bench/torch_reference.py` on {torch_device}, eager, channels_last, "
-            "cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, one seed). Both at "
-            "their default precision, which lets cuDNN use TF32 for float32 convolutions (XLA's "
-            "default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device memory "
-            "is the process's high-water mark so far (it grows with n); PyTorch's is its "
+            "cudnn.benchmark on. JAX: serjax's jitted step (`auto` seed strategy, one seed). Both "
+            "at their default precision, which lets cuDNN use TF32 for float32 convolutions (XLA's "
+            "default; torch.backends.cudnn.allow_tf32 is True by default). JAX's peak device "
+            "memory is the process's high-water mark so far (it grows with n); PyTorch's is its "
             "allocator's since that model was built.",
             "",
         ]
@@ -255,7 +260,8 @@ def markdown(out: Path) -> str:
         lines += [
             "",
             "(×r): rate / `sequence` (S single-seed runs one after the other) in the same round. "
-            f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this table is why "
+            f"`auto` resolved to `{r['auto_resolves_to']}` on this backend when this ran (this "
+            "table is why "
             "serjax's `auto` is `unroll` on accelerators since c563a2b). Fastest per S "
             f"(within {r['fastest_tolerance']:.0%}): "
             + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in r["fastest_by_S"].items()),
@@ -285,8 +291,8 @@ def markdown(out: Path) -> str:
             for x in r
         ]
         lines += [
-            "- Compare with the seed table's S = 1 rates, measured at JAX's default precision (which lets "
-            "the GPU use TF32 for float32 convolutions and matmuls).",
+            "- Compare with the seed table's S = 1 rates, measured at JAX's default precision "
+            "(which lets the GPU use TF32 for float32 convolutions and matmuls).",
             "",
         ]
     return "\n".join(lines) + "\n"
@@ -302,7 +308,7 @@ def main(argv=None) -> int:
         "--strategies",
         nargs="+",
         default=["vmap", "unroll", "chunks"],
-        help="serjax.train seed strategies besides `sequence` (map: lax.map)",
+        help="serjax.seeds strategies besides `sequence` (map: lax.map)",
     )
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -6,9 +6,9 @@ serjax (XLA) vs PyTorch (oneDNN), forward, input gradient and kernel gradient.
 For width scale n and batch 32 on 64 × 601 inputs, block k's convolution sees the map after
 k − 1 2×2 poolings. Times are ms per batch (median of --rounds, each at least --min-time
 seconds of whole calls after a warm-up):
-- serjax forward: `serjax.model.Conv3x3`'s path (block 1: `single_channel_conv3x3`, the
-  shifted sum; blocks 2-6: `conv3x3`), jitted with serjax's CPU compiler options; block 1
-  also as XLA's convolution (what the shifted sum replaced);
+- serjax forward: `serjax.layers.Conv3x3`'s path on the CPU (block 1:
+  `single_channel_conv3x3`, the shifted sum; blocks 2-6: `conv3x3`), jitted with serjax's CPU
+  compiler options; block 1 also as XLA's convolution (what the shifted sum replaced);
 - serjax input / kernel gradient: the convolution's VJP, each alone in its own jitted
   function (block 1 needs no input gradient in training: its input is the data);
 - PyTorch: `nn.Conv2d` (bias, channels_last, 2 threads); forward under no_grad; each gradient
@@ -63,14 +63,16 @@ def jax_times(c_in, c_out, h, w, batch, min_time, rounds) -> dict:
     import jax
     import numpy as np
 
-    from serjax.cpu_tuning import compiler_options
-    from serjax.model import conv3x3, serjax_conv3x3
+    from serjax.layers import conv3x3, single_channel_conv3x3
+    from serjax.xla_options import compiler_options
 
     rng = np.random.default_rng(0)
     x = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_in)).astype(np.float32))
     k = jax.numpy.asarray(rng.normal(size=(3, 3, c_in, c_out)).astype(np.float32) / (3 * c_in**0.5))
     g = jax.numpy.asarray(rng.normal(size=(batch, h, w, c_out)).astype(np.float32))
     options = compiler_options()
+    # what serjax.layers.Conv3x3 runs with model.conv_impl "auto" on the CPU
+    serjax_conv3x3 = single_channel_conv3x3 if c_in == 1 else conv3x3
 
     def compiled(f, *args):
         fn = jax.jit(f).lower(*args).compile(options)
@@ -133,27 +135,29 @@ def markdown(res: dict) -> str:
         f"Command: `{res['command']}`",
         "",
         f"- Date: {res['date']}; wall time {res['wall_time_s']} s",
-        f"- Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, {res['machine']['platform']}",
+        f"- Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, "
+        f"{res['machine']['platform']}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v),
-        f"- Batch {s['batch_size']}, input {INPUT_SHAPE[0]} × {INPUT_SHAPE[1]}; each time: median over "
-        f"{s['rounds']} rounds of ≥ {s['min_time_s']} s of whole calls; host allocator: "
+        f"- Batch {s['batch_size']}, input {INPUT_SHAPE[0]} × {INPUT_SHAPE[1]}; each time: median "
+        f"over {s['rounds']} rounds of ≥ {s['min_time_s']} s of whole calls; host allocator: "
         f"{s['host_allocator']}; JAX compiler options {s['compiler_options']}; PyTorch "
         f"{s['torch_threads']} threads, channels_last",
-        "- Block 1's input gradient is never computed in training (its input is the data) and is not timed.",
+        "- Block 1's input gradient is never computed in training (its input is the data) and is "
+        "not timed.",
         "",
     ]
     for row in res["rows"]:
         lines += [
             f"## n = {row['n']}",
             "",
-            "| block | C_in → C_out | map | serjax fwd | torch fwd | fwd ratio | serjax ∂x | torch ∂x | "
-            "∂x ratio | serjax ∂w | torch ∂w | ∂w ratio |",
+            "| block | C_in → C_out | map | serjax fwd | torch fwd | fwd ratio | serjax ∂x | "
+            "torch ∂x | ∂x ratio | serjax ∂w | torch ∂w | ∂w ratio |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for b in row["blocks"]:
             j, t = b["jax"], b["torch"]
 
-            def cell(key):
+            def cell(key, j=j, t=t):
                 if key not in j:
                     return "–", "–", "–"
                 return f"{j[key]:.2f}", f"{t[key]:.2f}", f"{t[key] / j[key]:.2f}"
@@ -191,14 +195,15 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="results/bench")
     args = parser.parse_args(argv)
-    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
+    from serjax.host import reexec_with_huge_pages
 
     reexec_with_huge_pages()
-    allocator = tune_host_allocator()
     import torch
     from machine import command_line, machine_info, utc_now, write_outputs
 
-    from serjax.cpu_tuning import compiler_options
+    from serjax.xla_options import compiler_options, host_allocator_state
+
+    allocator = host_allocator_state()
 
     torch.set_num_threads(TORCH_THREADS)
     started = time.perf_counter()
@@ -243,9 +248,7 @@ def main(argv=None) -> int:
             "rounds": args.rounds,
             "torch_threads": TORCH_THREADS,
             "compiler_options": compiler_options(),
-            "host_allocator": "huge pages"
-            if allocator.get("huge_pages", {}).get("on")
-            else ("mallopt tuned" if allocator.get("tuned") else "glibc defaults"),
+            "host_allocator": "huge pages" if allocator["huge_pages"]["on"] else "glibc defaults",
         },
         "rows": rows,
         "wall_time_s": round(time.perf_counter() - started, 1),

@@ -6,14 +6,14 @@ corpus: the real pipeline, stage by stage.
 Runs serjax.experiment.prepare on the built-in synthetic corpus (2943 utterances, as the
 paper's IEMOCAP subset) with experiment.train_versions = 1..8: the corpus is generated if
 missing, the float16 feature cache filled for all 8 versions, the [8·U, 64, 601] device table
-built, then serjax.experiment.train_fold trains fold 1 for --epochs epochs (each epoch: every
+built, then serjax.experiment.run_fold trains fold 1 for --epochs epochs (each epoch: every
 augmented batch, the test fold evaluated, a checkpoint). The process's peak RSS (VmHWM) is
 recorded after every stage. Later epochs and folds repeat the same steps on buffers of the
 same shapes.
 
-Writes memory.json and memory.md (--name) to --out. The host allocator is launch.py's:
-huge pages unless SERJAX_MALLOC says otherwise (serjax/cpu_tuning.py). The cache goes to --cache (default: a temporary
-folder, removed afterwards) so the measurement includes building it.
+Writes memory.json and memory.md (--name) to --out. The host allocator is launch.py's: huge
+pages unless SERJAX_MALLOC says otherwise (serjax/host.py). The cache goes to --cache
+(default: a temporary folder, removed afterwards) so the measurement includes building it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # noqa: E402  (bench/machine.py)
+# bench/machine.py
+from machine import command_line, loadavg, machine_info, utc_now, write_outputs  # noqa: E402
 
 LIMIT_MB = 6 * 1024
 
@@ -56,11 +57,14 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="memory", help="writes NAME.json and NAME.md")
     args = parser.parse_args(argv)
 
-    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
+    from serjax.host import reexec_with_huge_pages
 
     reexec_with_huge_pages()  # as launch.py: huge pages unless SERJAX_MALLOC says otherwise
-    allocator = tune_host_allocator()
     import jax
+
+    from serjax.xla_options import host_allocator_state
+
+    allocator = host_allocator_state()
 
     from serjax import experiment
     from serjax.configlib import base_config
@@ -88,11 +92,11 @@ def main(argv=None) -> int:
         jax.block_until_ready(prep.table)
         stage("prepare: corpus, feature cache (8 versions), device table")
         fold = experiment.split_fold(prep, 0)
-        experiment.train_fold(prep, 0, workdir, progress=False)
+        experiment.run_fold(prep, 0, progress=False)
         stage(
-            f"fold 1: {config.train.epochs} epoch(s) of serjax.experiment.train_fold on "
-            f"{len(fold.train)} × {len(config.experiment.train_versions)} augmented training rows, each "
-            f"evaluated on the {len(fold.test)}-utterance test fold, checkpoints saved"
+            f"fold 1: {config.train.epochs} epoch(s) of serjax.experiment.run_fold on "
+            f"{len(fold.train)} × {len(config.experiment.train_versions)} augmented training "
+            f"rows, each evaluated on the {len(fold.test)}-utterance test fold, checkpoints saved"
         )
         table_mb = round(prep.table.size * prep.table.dtype.itemsize / 2**20, 1)
         utterances = len(prep.labels)
@@ -126,11 +130,13 @@ def main(argv=None) -> int:
         "",
         f"Command: `{result['command']}`",
         "",
-        f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: {result['machine']['cpu']}, "
-        f"{result['machine']['cores']} cores; jax {result['jax']} ({result['backend']})",
-        f"- {utterances} synthetic utterances, versions 1-8 in one float16 device table of {table_mb} MB; "
-        f"model n = {args.width_scale}; host allocator {allocator}",
-        f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: {'under' if result['under_limit'] else 'OVER'})",
+        f"- Date: {result['date']}; wall time {result['wall_time_s']} s; machine: "
+        f"{result['machine']['cpu']}, {result['machine']['cores']} cores; jax {result['jax']} "
+        f"({result['backend']})",
+        f"- {utterances} synthetic utterances, versions 1-8 in one float16 device table of "
+        f"{table_mb} MB; model n = {args.width_scale}; host allocator {allocator}",
+        f"- **Peak RSS {peak:.0f} MB** (limit {LIMIT_MB} MB: "
+        f"{'under' if result['under_limit'] else 'OVER'})",
         "",
         "| stage | after (s) | peak RSS so far (MB) | RSS now (MB) |",
         "|---|---|---|---|",

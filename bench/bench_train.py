@@ -4,28 +4,30 @@
 
 Part 1, for each width scale n: train and eval samples/s of serjax's real jitted steps
 (`serjax.train.trainer_for(build_model(base_config().model), ...)`, data on the device as in
-`serjax.experiment`: a float16 [U, 64, 601] table and per-step row indices, batches from
-`serjax.train.epoch_batches`) against `bench/torch_reference.py` (the same model, loss and
-optimizer in PyTorch, channels_last) with 2 threads and with 1 thread. The contenders take
-turns, round after round, so load from other jobs on a shared machine hits them alike; each
-measurement runs whole steps for at least --min-time seconds after a warm-up. Rates are
-medians over rounds; ratios are medians of the per-round (paired) ratios. JAX's compile time
-comes from jax.monitoring (trace + lowering + XLA compile of the first call). Peak RSS is
-measured in a fresh child process per framework and n (import, build, warm-up, timed steps).
+`serjax.experiment`: a `serjax.data.FoldData` with a float16 [U, 64, 601] table and per-step
+row indices, batches from `serjax.train.epoch_batches`) against `bench/torch_reference.py`
+(the same model, loss and optimizer in PyTorch, channels_last) with 2 threads and with 1
+thread. The contenders take turns, round after round, so load from other jobs on a shared
+machine hits them alike; each measurement runs whole steps for at least --min-time seconds
+after a warm-up. Rates are medians over rounds; ratios are medians of the per-round (paired)
+ratios. JAX's compile time comes from jax.monitoring (trace + lowering + XLA compile of the
+first call). Peak RSS is measured in a fresh child process per framework and n (import,
+build, warm-up, timed steps).
 
-Part 1b, the host allocator (serjax/cpu_tuning.py): in fresh child processes, train samples/s
-and peak RSS of each framework with glibc's defaults, with huge pages for malloc (serjax's
+Part 1b, the host allocator (serjax/host.py): in fresh child processes, train samples/s and
+peak RSS of each framework with glibc's defaults and with huge pages for malloc (serjax's
 default: GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which this process restarts itself with, so
-both frameworks of part 1 run with it) and with mallopt tuning (SERJAX_MALLOC=tuned).
+both frameworks of part 1 run with it).
 
-Part 1c, ablation: serjax's train step with the CPU fast path taken apart (plain flax
-BatchNorm + ReLU and nn.avg_pool, XLA's default compiler options; then each change added),
-in this process, alternating.
+Part 1c, ablation: serjax's train step with the CPU fast path taken apart, chosen by config
+(model.conv_impl = flax and XLA's default compiler options; then each change added), in this
+process, alternating.
 
 Part 2, seed scaling at n = 1: total train samples/s with S seeds for every strategy in
-`serjax.train.SEED_STRATEGIES` except `auto` (vmap, unroll, map: S stacked seeds in one jitted
-step; chunks: two per jitted call), and `sequence`: S single-seed runs (serjax's `auto` step with one seed) one after the
-other, each measurement advancing run 1 by k steps, then run 2, ...
+`serjax.seeds.SEED_STRATEGIES` except `auto` (vmap, unroll, map: S stacked seeds in one jitted
+step; chunks: two per jitted call), and `sequence`: S single-seed runs (serjax's `auto` step
+with one seed) one after the other, each measurement advancing run 1 by k steps, then run 2,
+...
 
 Writes train.json and train.md to --out.
 """
@@ -33,7 +35,6 @@ Writes train.json and train.md to --out.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -130,8 +131,9 @@ class CompileClock:
 
 
 class Data:
-    """A synthetic corpus in serjax's device layout: float16 table, labels, fold statistics.
-    use_jax=False (the PyTorch RSS child) keeps JAX out of the process."""
+    """A synthetic corpus in serjax's device layout: float16 table, labels, fold statistics
+    (`fold`: serjax.data.FoldData). use_jax=False (the PyTorch RSS child) keeps JAX out of
+    the process."""
 
     def __init__(self, num_utterances: int, seed: int = 0, use_jax: bool = True):
         rng = np.random.default_rng(seed)
@@ -150,12 +152,10 @@ class Data:
         self.mean_np = self.table_np.astype(np.float32).mean(axis=(0, 2))
         self.std_np = self.table_np.astype(np.float32).std(axis=(0, 2))
         if use_jax:
-            import jax.numpy as jnp
+            from serjax.data import FoldData
 
-            self.table = jnp.asarray(self.table_np)
-            self.labels = jnp.asarray(self.labels_np)
-            self.weights, self.mean, self.std = (
-                jnp.asarray(a) for a in (self.weights_np, self.mean_np, self.std_np)
+            self.fold = FoldData.of(
+                self.table_np, self.labels_np, self.mean_np, self.std_np, self.weights_np
             )
         self._torch = None
 
@@ -218,7 +218,7 @@ class Contender:
     def eval(self, steps: int) -> None: ...
 
 
-def serjax_trainer(width_scale: int, strategy: str, num_utterances: int):
+def serjax_trainer(width_scale: int, strategy: str):
     from serjax.configlib import base_config
     from serjax.model import build_model
     from serjax.train import trainer_for
@@ -226,7 +226,7 @@ def serjax_trainer(width_scale: int, strategy: str, num_utterances: int):
     cfg = base_config()
     cfg.model.width_scale = width_scale
     cfg.train.seed_strategy = strategy
-    return trainer_for(build_model(cfg.model, NUM_CLASSES), cfg.train, num_utterances)
+    return trainer_for(build_model(cfg.model, NUM_CLASSES), cfg.train)
 
 
 class JaxSeeds(Contender):
@@ -238,7 +238,7 @@ class JaxSeeds(Contender):
         import jax
         import jax.numpy as jnp
 
-        from serjax.train import seed_keys
+        from serjax.seeds import seed_keys
 
         self.name, self.trainer, self.data, self.S, self.B = (
             name,
@@ -261,9 +261,7 @@ class JaxSeeds(Contender):
         d, jnp = self.data, self._jnp
         for _ in range(steps):
             rows = jnp.asarray(next(self.batches))
-            self.states, stats = self.trainer.train_step(
-                self.states, rows, d.table, d.labels, d.weights, d.mean, d.std, self.lr
-            )
+            self.states, stats = self.trainer.train_step(self.states, rows, d.fold, self.lr)
         stats.block_until_ready()
 
     def eval(self, steps):
@@ -274,9 +272,7 @@ class JaxSeeds(Contender):
     def _eval(self, steps):
         d, jnp = self.data, self._jnp
         for _ in range(steps):
-            out = self.trainer.eval_step(
-                self.states, jnp.asarray(next(self.eval_rows)[0]), d.table, d.mean, d.std
-            )
+            out = self.trainer.eval_step(self.states, jnp.asarray(next(self.eval_rows)[0]), d.fold)
         out.block_until_ready()
 
 
@@ -466,7 +462,7 @@ def child_run(framework: str, width_scale: int, args) -> dict:
     if framework == "jax":
         c = JaxSeeds(
             "jax",
-            serjax_trainer(width_scale, "auto", args.utterances),
+            serjax_trainer(width_scale, "auto"),
             data,
             1,
             args.batch_size,
@@ -480,26 +476,26 @@ def child_run(framework: str, width_scale: int, args) -> dict:
     c.eval(1)
     step_s = warm_up(c.train, c.first_step_s("train"))
     rounds = [measure(c.train, c.samples, step_s, args.min_time) for _ in range(args.rounds)]
-    from serjax.cpu_tuning import allocator_state
+    from serjax.xla_options import host_allocator_state
 
     return {
         "train_samples_per_s": median_rate(rounds),
         "rounds": rounds,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_imports_mb": base,
-        "allocator": allocator_state(),
+        "allocator": host_allocator_state(),
     }
 
 
-ALLOCATORS = ("default", "hugepages", "tuned")
+ALLOCATORS = ("default", "hugepages")
 
 
 def allocator_env(malloc: str) -> dict:
     """A child's environment for one allocator setting (never restarted by the child itself)."""
-    from serjax.cpu_tuning import _REEXEC_MARK, HUGE_PAGES_TUNABLE
+    from serjax.host import HUGE_PAGES_TUNABLE, REEXEC_MARK
 
     env = dict(os.environ, SERJAX_MALLOC=malloc)
-    env[_REEXEC_MARK] = "1"
+    env[REEXEC_MARK] = "1"
     kept = [
         t
         for t in env.pop("GLIBC_TUNABLES", "").split(":")
@@ -513,7 +509,7 @@ def allocator_env(malloc: str) -> dict:
 
 
 def run_children(widths, args, log) -> dict:
-    """{"jax/1/default": {...}, "jax/1/hugepages": {...}, "jax/1/tuned": ..., "torch/1/default": ...}.
+    """{"jax/1/default": {...}, "jax/1/hugepages": {...}, "torch/1/default": ...}.
 
     Interleaved: args.rounds passes, each running every cell (framework × n × allocator) once
     in a fresh process for one measurement, so drift on shared cores reaches every cell of a
@@ -586,7 +582,6 @@ def child_ratios(children: dict, n: int) -> dict:
 
     put("ratio_train_jax_over_torch_both_default_malloc", "jax/default", "torch/default")
     put("ratio_train_jax_over_torch_both_hugepages", "jax/hugepages", "torch/hugepages")
-    put("ratio_train_jax_over_torch_both_tuned", "jax/tuned", "torch/tuned")
     put("ratio_train_jax_over_torch_as_installed", "jax/hugepages", "torch/default")
     best = {
         fw: max(
@@ -613,7 +608,7 @@ def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
     rows = []
     for n in widths:
         log(f"n = {n}: building and compiling")
-        trainer = serjax_trainer(n, "auto", args.utterances)
+        trainer = serjax_trainer(n, "auto")
         jx = JaxSeeds("jax", trainer, data, 1, args.batch_size, clock)
         params_jax = count_params(jax_params_of(jx.states))
         contenders = {
@@ -667,7 +662,8 @@ def compare_frameworks(widths, data: Data, args, clock, log) -> list[dict]:
                 res[mode]["jax"], res[mode]["torch"]
             )
         log(
-            f"  n = {n}: train jax {row['jax']['train_samples_per_s']} / torch {row['torch']['train_samples_per_s']}"
+            f"  n = {n}: train jax {row['jax']['train_samples_per_s']} / torch "
+            f"{row['torch']['train_samples_per_s']}"
             f" / torch 1 thread {row['torch_1thread']['train_samples_per_s']} samples/s; "
             f"ratio jax/torch {row['ratio_train_jax_over_torch']}"
         )
@@ -688,11 +684,11 @@ def seed_scaling(
     """Total train samples/s with S seeds per strategy (default: all but `auto`) against
     `sequence`, at width args.seed_width; an S not started by `deadline` (perf_counter) is
     listed as skipped."""
-    from serjax.train import SEED_STRATEGIES, resolve_seed_strategy
+    from serjax.seeds import SEED_STRATEGIES, resolve_seed_strategy
 
     n = args.seed_width
     strategies = list(strategies or [s for s in SEED_STRATEGIES if s != "auto"])
-    single = serjax_trainer(n, "auto", args.utterances)  # what num_seeds = 1 runs
+    single = serjax_trainer(n, "auto")  # what num_seeds = 1 runs
     rows, skipped = [], []
     for S in seed_counts:
         if time.perf_counter() > deadline:
@@ -700,7 +696,7 @@ def seed_scaling(
             continue
         log(f"seeds S = {S} (n = {n}): building and compiling")
         contenders = {
-            s: JaxSeeds(s, serjax_trainer(n, s, args.utterances), data, S, args.batch_size, clock)
+            s: JaxSeeds(s, serjax_trainer(n, s), data, S, args.batch_size, clock)
             for s in strategies
         }
         contenders["sequence"] = JaxSequence(single, data, S, args.batch_size, clock)
@@ -748,46 +744,14 @@ def fastest_by_seeds(rows) -> dict:
 # --------------------------------------------------------------------------- ablation
 
 ABLATION = (
-    ("plain", "flax BatchNorm + ReLU, nn.avg_pool, XLA's default compiler options"),
-    ("+options", "+ serjax's CPU compiler options (YNNPACK for reductions only)"),
-    ("+pool", "+ pooling as reshape-mean"),
-    ("+bn-relu", "+ fused BatchNorm-ReLU with its closed-form VJP"),
-    ("serjax", "+ block 1's one-channel convolution as a shifted sum (= serjax)"),
+    (
+        "plain",
+        "model.conv_impl = flax (plain linen layers), XLA's default compiler options",
+        "flax",
+    ),
+    ("+options", "+ serjax's CPU compiler options (YNNPACK for reductions only)", "flax"),
+    ("serjax", "+ serjax.layers (model.conv_impl = auto, serjax's default)", "auto"),
 )
-
-
-@contextlib.contextmanager
-def _ablation_pieces(level: int):
-    """serjax.model with the fast path's layers switched off below `level` (an ABLATION
-    index) while the block runs. The model is traced at a trainer's first call, so the
-    trainer must be built and first called inside the block."""
-    import flax.linen as nn
-
-    import serjax.model as model_lib
-
-    class PlainBatchNormReLU(nn.Module):
-        momentum: float = 0.9
-        epsilon: float = 1e-5
-
-        @nn.compact
-        def __call__(self, x, train):
-            return nn.relu(
-                nn.BatchNorm(
-                    use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon
-                )(x)
-            )
-
-    saved = model_lib.BatchNormReLU, model_lib.avg_pool_2x2, model_lib.single_channel_conv3x3
-    if level < 4:
-        model_lib.single_channel_conv3x3 = model_lib.conv3x3
-    if level < 3:
-        model_lib.BatchNormReLU = PlainBatchNormReLU
-    if level < 2:
-        model_lib.avg_pool_2x2 = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))
-    try:
-        yield
-    finally:
-        model_lib.BatchNormReLU, model_lib.avg_pool_2x2, model_lib.single_channel_conv3x3 = saved
 
 
 def ablation(widths, data: Data, args, clock, log) -> list[dict]:
@@ -795,27 +759,26 @@ def ablation(widths, data: Data, args, clock, log) -> list[dict]:
     import optax
 
     from serjax.configlib import base_config
-    from serjax.cpu_tuning import compiler_options
     from serjax.model import build_model
     from serjax.train import Trainer
+    from serjax.xla_options import compiler_options
 
     cfg = base_config()
     rows = []
     for n in widths:
         cfg.model.width_scale = n
         contenders = {}
-        for level, (variant, _) in enumerate(ABLATION):
-            with _ablation_pieces(level):
-                tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
-                trainer = Trainer(
-                    build_model(cfg.model, NUM_CLASSES),
-                    tx,
-                    cfg.train.focal_gamma,
-                    args.utterances,
-                    "auto",
-                    compiler_options() if level >= 1 else None,
-                )
-                contenders[variant] = JaxSeeds(variant, trainer, data, 1, args.batch_size, clock)
+        for level, (variant, _, conv_impl) in enumerate(ABLATION):
+            cfg.model.conv_impl = conv_impl
+            tx = optax.inject_hyperparams(optax.adam)(learning_rate=cfg.train.learning_rate)
+            trainer = Trainer(
+                build_model(cfg.model, NUM_CLASSES),
+                tx,
+                cfg.train.focal_gamma,
+                "auto",
+                compiler_options() if level >= 1 else None,
+            )
+            contenders[variant] = JaxSeeds(variant, trainer, data, 1, args.batch_size, clock)
         step_s = {name: warm_up(c.train, c.first_step_s("train")) for name, c in contenders.items()}
         res = alternate(contenders, "train", args.rounds, args.min_time, step_s, log)
         row = {"n": n}
@@ -860,8 +823,6 @@ def _allocator_words(state) -> str:
     words = []
     if (state.get("huge_pages") or {}).get("on"):
         words.append("huge pages")
-    if state.get("tuned"):
-        words.append("mallopt tuned")
     return " + ".join(words) or "glibc defaults"
 
 
@@ -878,28 +839,32 @@ def markdown(res: dict) -> str:
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, Python {m['python']}",
         f"- Versions: jax {v['jax']}, jaxlib {v['jaxlib']} ({v['jax_backend']}), flax {v['flax']}, "
         f"optax {v['optax']}, torch {v['torch']}",
-        f"- Load average at start / end: {m['loadavg_start']} / {m['loadavg_end']} (2 shared cores: other "
+        f"- Load average at start / end: {m['loadavg_start']} / {m['loadavg_end']} (2 shared "
+        "cores: other "
         "jobs ran; every rate below comes with the 1-min load of its measurements in the JSON)",
-        f"- Input {s['input_shape'][0]} × {s['input_shape'][1]}, batch {s['batch_size']} (train and eval), "
+        f"- Input {s['input_shape'][0]} × {s['input_shape'][1]}, batch {s['batch_size']} (train "
+        "and eval), "
         f"{s['utterances']} synthetic utterances in a float16 device table, row indices per step "
         "(as `serjax.experiment`); 4 classes, focal γ 2, class weights, Adam 1e-3",
-        f"- Each measurement: whole steps for ≥ {s['min_time_s']} s after a warm-up; contenders alternate "
-        f"within each round; {s['rounds']} rounds (framework table), {s['seed_rounds']} (seed table). "
-        "Rates: median over rounds. Ratios: median of the per-round ratios (paired).",
-        "- JAX: `serjax.train.trainer_for` + `serjax.model.build_model` on `base_config()`, the real jitted "
-        f"`train_step` / `eval_step` with one seed (`auto`, here `{res.get('auto_strategy', '?')}`); XLA's own "
-        "CPU threading. PyTorch: "
+        f"- Each measurement: whole steps for ≥ {s['min_time_s']} s after a warm-up; contenders "
+        "alternate "
+        f"within each round; {s['rounds']} rounds (framework table), {s['seed_rounds']} (seed "
+        "table). Rates: median over rounds. Ratios: median of the per-round ratios (paired).",
+        "- JAX: `serjax.train.trainer_for` + `serjax.model.build_model` on `base_config()`, the "
+        "real jitted `train_step` / `eval_step` with one seed (`auto`, here "
+        f"`{res.get('auto_strategy', '?')}`); XLA's own CPU threading. PyTorch: "
         "`bench/torch_reference.py` (same model, loss and optimizer; channels_last), eager, "
         f"`torch.set_num_threads({TORCH_THREADS})` and, for comparison, 1 thread.",
-        f"- This process (both frameworks): host allocator {_allocator_words(s.get('host_allocator'))} "
+        "- This process (both frameworks): host allocator "
+        f"{_allocator_words(s.get('host_allocator'))} "
         f"({s.get('host_allocator')}); JAX compiler options "
-        f"{s.get('compiler_options')} (`serjax/cpu_tuning.py`).",
+        f"{s.get('compiler_options')} (`serjax/xla_options.py`).",
         "",
         "## JAX vs PyTorch, per width scale n",
         "",
-        "| n | widths | params (jax = torch) | JAX train | torch train (2 thr) | torch train (1 thr) "
-        "| JAX/torch train | JAX/torch-1thr train | JAX eval | torch eval (2 thr) | torch eval (1 thr) "
-        "| JAX/torch eval | JAX compile s (train + eval) | load (1 min) |",
+        "| n | widths | params (jax = torch) | JAX train | torch train (2 thr) | torch train (1 "
+        "thr) | JAX/torch train | JAX/torch-1thr train | JAX eval | torch eval (2 thr) | torch "
+        "eval (1 thr) | JAX/torch eval | JAX compile s (train + eval) | load (1 min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -918,37 +883,44 @@ def markdown(res: dict) -> str:
         lines.append(
             f"| {r['n']} | {'/'.join(map(str, r['widths']))} | {r['params_jax']:,}"
             f"{'' if r['params_equal'] else ' ≠ ' + format(r['params_torch'], ',')} "
-            f"| {j['train_samples_per_s']:.1f} | {t['train_samples_per_s']:.1f} | {t1['train_samples_per_s']:.1f} "
-            f"| **{r['ratio_train_jax_over_torch']:.2f}** ({rng(r['ratio_train_jax_over_torch_range'])}) "
+            f"| {j['train_samples_per_s']:.1f} | {t['train_samples_per_s']:.1f} | "
+            f"{t1['train_samples_per_s']:.1f} "
+            f"| **{r['ratio_train_jax_over_torch']:.2f}** "
+            f"({rng(r['ratio_train_jax_over_torch_range'])}) "
             f"| {r['ratio_train_jax_over_torch_1thread']:.2f} "
-            f"| {j['eval_samples_per_s']:.1f} | {t['eval_samples_per_s']:.1f} | {t1['eval_samples_per_s']:.1f} "
-            f"| **{r['ratio_eval_jax_over_torch']:.2f}** ({rng(r['ratio_eval_jax_over_torch_range'])}) "
+            f"| {j['eval_samples_per_s']:.1f} | {t['eval_samples_per_s']:.1f} | "
+            f"{t1['eval_samples_per_s']:.1f} "
+            f"| **{r['ratio_eval_jax_over_torch']:.2f}** "
+            f"({rng(r['ratio_eval_jax_over_torch_range'])}) "
             f"| {j['compile_train_s']:.1f} + {j['compile_eval_s']:.1f} | {load} |"
         )
     lines += [
         "",
         "Rates are samples/s; a ratio's range (in brackets) is over the rounds. Both frameworks "
-        f"run in this process with {_allocator_words(s.get('host_allocator'))} (the next table shows each "
-        "framework with every allocator setting). When other jobs hold a core, 2-thread PyTorch (OpenMP) can slow down "
-        "sharply; the 1-thread column and the per-round loads in the JSON show whether that happened.",
+        f"run in this process with {_allocator_words(s.get('host_allocator'))} (the next table "
+        "shows each "
+        "framework with every allocator setting). When other jobs hold a core, 2-thread PyTorch "
+        "(OpenMP) can slow down "
+        "sharply; the 1-thread column and the per-round loads in the JSON show whether that "
+        "happened.",
         "",
     ]
     ch = res.get("children")
     if ch:
-        names = {
-            "default": "glibc defaults",
-            "hugepages": "huge pages (serjax's default)",
-            "tuned": "mallopt tuned",
-        }
+        names = {"default": "glibc defaults", "hugepages": "huge pages (serjax's default)"}
         lines += [
             "## Host allocator settings (fresh process each)",
             "",
             "| n | "
             + " | ".join(f"{fw} {names[m]}" for fw in ("JAX", "torch") for m in ALLOCATORS)
-            + " | **as installed** (JAX huge pages / torch glibc) | both glibc | both huge pages | both tuned "
-            "| each at its fastest |",
-            "|---|" + "---|" * (2 * len(ALLOCATORS) + 5),
+            + " | **as installed** (JAX huge pages / torch glibc) | both glibc "
+            "| both huge pages | each at its fastest |",
+            "|---|" + "---|" * (2 * len(ALLOCATORS) + 4),
         ]
+
+        def ratio(row, key):
+            return "?" if row.get(key) is None else f"{row[key]:.2f}"
+
         for r in res["comparison"]:
             n = r["n"]
             cells = []
@@ -959,40 +931,36 @@ def markdown(res: dict) -> str:
                     cells.append(
                         "?" if rate is None else f"{rate:.1f} ({c.get('peak_rss_mb', '?')} MB)"
                     )
-
-            def ratio(key):
-                return "?" if r.get(key) is None else f"{r[key]:.2f}"
-
             best = r.get("best_allocator", {})
             lines.append(
                 f"| {n} | "
                 + " | ".join(cells)
-                + f" | **{ratio('ratio_train_jax_over_torch_as_installed')}** "
-                f"| {ratio('ratio_train_jax_over_torch_both_default_malloc')} "
-                f"| {ratio('ratio_train_jax_over_torch_both_hugepages')} "
-                f"| {ratio('ratio_train_jax_over_torch_both_tuned')} "
-                f"| {ratio('ratio_train_jax_best_over_torch_best')} "
+                + f" | **{ratio(r, 'ratio_train_jax_over_torch_as_installed')}** "
+                f"| {ratio(r, 'ratio_train_jax_over_torch_both_default_malloc')} "
+                f"| {ratio(r, 'ratio_train_jax_over_torch_both_hugepages')} "
+                f"| {ratio(r, 'ratio_train_jax_best_over_torch_best')} "
                 f"({best.get('jax', '?')} / {best.get('torch', '?')}) |"
             )
         lines += [
             "",
-            "Train samples/s (highest peak RSS of the cell's children), median over the passes: each "
-            "pass runs every cell (framework × n × allocator) once, in a fresh process, one measurement "
-            "each, so drift on the shared cores reaches every cell of a pass alike; the ratios are JAX / "
-            'PyTorch paired within a pass, median over the passes. "glibc defaults": glibc as configured out of the box, which hands '
-            "large temporaries back to the kernel after every step and page-faults them in again, 4 KB at a "
-            'time; "huge pages": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB '
-            "transparent huge pages (what launch.py starts serjax with, `reexec_with_huge_pages`); "
-            '"mallopt tuned": `serjax.cpu_tuning.tune_host_allocator()` (one arena, no mmap\'d blocks, '
-            "no trimming: freed memory is reused; SERJAX_MALLOC=tuned). Peak RSS: the child's "
-            "high-water mark (imports, data table, model, warm-up, timed steps).",
+            "Train samples/s (highest peak RSS of the cell's children), median over the passes: "
+            "each pass runs every cell (framework × n × allocator) once, in a fresh process, one "
+            "measurement each, so drift on the shared cores reaches every cell of a pass alike; "
+            "the ratios are JAX / PyTorch paired within a pass, median over the passes. "
+            '"glibc defaults": glibc as configured out of the box, which hands large temporaries '
+            "back to the kernel after every step and page-faults them in again, 4 KB at a time; "
+            '"huge pages": GLIBC_TUNABLES=glibc.malloc.hugetlb=1, so those pages are 2 MB '
+            "transparent huge pages (what launch.py starts serjax with, "
+            "`serjax.host.reexec_with_huge_pages`). Peak RSS: the child's high-water mark "
+            "(imports, data table, model, warm-up, timed steps).",
             "",
         ]
     ab = res.get("ablation")
     if ab:
-        names = [name for name, _ in ABLATION]
+        names = [name for name, _, _ in ABLATION]
         lines += [
-            f"## The CPU fast path taken apart (this process: {_allocator_words(s.get('host_allocator'))})",
+            "## The CPU fast path taken apart (this process: "
+            f"{_allocator_words(s.get('host_allocator'))})",
             "",
             "| n | " + " | ".join(f"`{x}`" for x in names) + " |",
             "|---|" + "---|" * len(names),
@@ -1009,7 +977,7 @@ def markdown(res: dict) -> str:
         lines += [
             "",
             "Train samples/s (×r: paired ratio over `plain`); each column adds one change to the "
-            "one before: " + "; ".join(f"`{name}`: {text}" for name, text in ABLATION) + ".",
+            "one before: " + "; ".join(f"`{name}`: {text}" for name, text, _ in ABLATION) + ".",
             "",
         ]
     ss = res.get("seed_scaling")
@@ -1020,11 +988,12 @@ def markdown(res: dict) -> str:
         lines += [
             "",
             "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
-            "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the other; "
-            "the others are `serjax.train` strategies with S stacked seeds: "
-            "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted function), "
-            "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one after "
-            f"another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.",
+            "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the "
+            "other; the others are `serjax.seeds` strategies with S stacked seeds: "
+            "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted "
+            "function), "
+            "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one "
+            f"after another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.",
             "",
             f"Fastest per S (within {ss['fastest_tolerance']:.0%} of the top rate): "
             + "; ".join(f"S = {S}: {', '.join(b)}" for S, b in ss["fastest_by_S"].items()),
@@ -1079,12 +1048,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
+    from serjax.host import reexec_with_huge_pages
+    from serjax.xla_options import host_allocator_state
 
     # first thing (before any thread starts), as launch.py: huge pages unless SERJAX_MALLOC says
-    # otherwise; mallopt tuning only with SERJAX_MALLOC=tuned
+    # otherwise
     reexec_with_huge_pages()
-    allocator = tune_host_allocator()
+    allocator = host_allocator_state()
     if args.child:
         print(json.dumps(child_run(args.child[0], int(args.child[1]), args)))
         return 0
@@ -1119,8 +1089,8 @@ def main(argv=None) -> int:
             "host_allocator": allocator,
         },
     }
-    from serjax.cpu_tuning import compiler_options
-    from serjax.train import resolve_seed_strategy
+    from serjax.seeds import resolve_seed_strategy
+    from serjax.xla_options import compiler_options
 
     result["auto_strategy"] = resolve_seed_strategy("auto")
     result["settings"]["compiler_options"] = compiler_options()

@@ -95,8 +95,9 @@ def environment(s: Session) -> dict:
         info["nvidia_smi"] = f"unavailable: {err}"
     probe = (
         "import json, jax, jaxlib, flax, optax, orbax.checkpoint as o, numpy;"
-        "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__, 'flax': flax.__version__,"
-        "'optax': optax.__version__, 'orbax': o.__version__, 'numpy': numpy.__version__,"
+        "print(json.dumps({'jax': jax.__version__, 'jaxlib': jaxlib.__version__,"
+        "'flax': flax.__version__, 'optax': optax.__version__, 'orbax': o.__version__,"
+        "'numpy': numpy.__version__,"
         "'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()]}))"
     )
     res = subprocess.run([PY, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -112,25 +113,29 @@ import tempfile, jax, jax.numpy as jnp, numpy as np
 from pathlib import Path
 from serjax.configlib import base_config
 from serjax.model import build_model
-from serjax.train import trainer_for, seed_keys
+from serjax.train import trainer_for
+from serjax.seeds import seed_keys
+from serjax.data import FoldData
 from serjax.checkpoints import FoldCheckpoints
 import serjax.experiment, serjax.report
 from serjax import features
 settings = features.FeatureSettings()
-features.log_mel_jax(np.zeros((1, settings.num_samples), np.float32), 8, settings).block_until_ready()
+silence = np.zeros((1, settings.num_samples), np.float32)
+features.log_mel_jax(silence, 8, settings).block_until_ready()
 cfg = base_config(); cfg.model.width_scale = 1
-trainer = trainer_for(build_model(cfg.model, 4), cfg.train, 8)
+trainer = trainer_for(build_model(cfg.model, 4), cfg.train)
 # the smallest input the five 2x2 poolings take (serjax.model.check_input_size)
 states = trainer.init(seed_keys([0], 0), (32, 40))
-table = jnp.zeros((8, 32, 40), jnp.float16)
-states, stats = trainer.train_step(states, jnp.arange(4)[None], table, jnp.zeros(8, jnp.int32),
-                                   jnp.ones(4), jnp.zeros(32), jnp.ones(32), jnp.float32(1e-3))
+data = FoldData.of(np.zeros((8, 32, 40), np.float16), np.zeros(8, np.int32), np.zeros(32),
+                   np.ones(32), np.ones(4))
+states, stats = trainer.train_step(states, jnp.arange(4)[None], data, jnp.float32(1e-3))
+best = {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)}
 with tempfile.TemporaryDirectory() as d:
     ck = FoldCheckpoints(Path(d) / "f")
-    ck.save(1, states, {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)})
+    ck.save(1, states, best)
     ck.close()
     ck = FoldCheckpoints(Path(d) / "f")
-    ck.restore(1, states, {"best_score": np.zeros(1, np.float32), "best_epoch": np.zeros(1, np.int32)})
+    ck.restore(1, states, best)
     ck.close()
 print("smoke ok", float(stats[0, 0]))
 """
@@ -270,8 +275,9 @@ def collect_run(
             "first_fold_end_s": first,
             "later_fold_s": per_fold,
             "projected_wall_time_s": round(first + (run["folds"] - 1) * (per_fold or first), 1),
-            "how": "first fold's end (imports, corpus listing, cached features, compilation, fold 1) + "
-            "(folds - 1) × the time between fold ends (the first fold's time when only one ended)",
+            "how": "first fold's end (imports, corpus listing, cached features, compilation, "
+            "fold 1) + (folds - 1) × the time between fold ends (the first fold's time when only "
+            "one ended)",
         }
     if finished:
         summary = json.loads(summary_path.read_text())
@@ -335,7 +341,8 @@ def detached_run(s, cmd, env, workdir: Path, started: float, strategy, corpus_s,
         time.sleep(1)
     rc = proc.poll()
     s.log(
-        f"full default run: {'still running' if rc is None else f'rc {rc}'} after {time.time() - started:.1f} s"
+        f"full default run: {'still running' if rc is None else f'rc {rc}'} after "
+        f"{time.time() - started:.1f} s"
     )
     shutil.copy(RUN_LOG, s.out / "run.log")
     return rc, time.time() - started
@@ -355,7 +362,8 @@ def collect(s, out: Path, cores: int) -> int:
     it wrote (it may have ended between the two commands)."""
     if not STATE.exists():
         s.log(
-            f"no detached run on this machine ({STATE} missing): was it given back between the commands?"
+            f"no detached run on this machine ({STATE} missing): was it given back between the "
+            "commands?"
         )
         return 1
     state = json.loads(STATE.read_text())

@@ -1,4 +1,4 @@
-"""Scores of the finished folds of a stopped run: serjax.experiment.summarize_results over
+"""Scores of the finished folds of a stopped run: serjax.metrics.summarize_results over
 WORKDIR/folds/*.json (a run stopped before its last fold writes no summary.json).
 
     python bench/partial_summary.py WORKDIR OUT.json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serjax.experiment import summarize_results  # noqa: E402
+from serjax.metrics import summarize_results  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     if not results:
         print(f"{workdir / 'folds'}: no finished fold", file=sys.stderr)
         return 1
-    summary = summarize_results(results, None)
+    summary = summarize_results(results)
     summary.pop("eca_weights", None)
     summary.pop("eca_weights_model", None)
     summary["folds_finished"] = [r["fold"] for r in results]

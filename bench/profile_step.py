@@ -154,7 +154,7 @@ def profile_width(n: int, args, log) -> dict:
     import jax
 
     data = bt.Data(args.utterances)
-    trainer = bt.serjax_trainer(n, "auto", args.utterances)
+    trainer = bt.serjax_trainer(n, "auto")
     run = bt.JaxSeeds("jax", trainer, data, 1, args.batch_size, bt.CompileClock())
     run.train(args.warmup)
     t0 = time.perf_counter()
@@ -163,9 +163,7 @@ def profile_width(n: int, args, log) -> dict:
     log(f"n = {n}: {wall_ms:.1f} ms per step ({args.batch_size * 1e3 / wall_ms:.1f} samples/s)")
     # the executable the steps above ran (jax's compilation cache: nothing compiles again)
     rows = jax.numpy.asarray(next(run.batches))
-    compiled = trainer.train_step.lower(
-        run.states, rows, data.table, data.labels, data.weights, data.mean, data.std, run.lr
-    ).compile()
+    compiled = trainer.train_step.lower(run.states, rows, data.fold, run.lr).compile()
     index = hlo_index(compiled.as_text())
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -196,7 +194,8 @@ def markdown(res: dict) -> str:
             f"## n = {r['n']} ({r['backend']}, {r['device']})",
             "",
             f"{r['wall_ms_per_step']} ms per step × {r['threads']} compute thread(s): "
-            f"{r['event_ms_per_step']} thread-ms in events, {r['not_in_any_event_ms_per_step']} thread-ms "
+            f"{r['event_ms_per_step']} thread-ms in events, {r['not_in_any_event_ms_per_step']} "
+            "thread-ms "
             "in none (on the CPU mostly the convolutions, which run as Eigen tasks the profiler "
             "does not see).",
             "",
@@ -215,7 +214,8 @@ def markdown(res: dict) -> str:
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {t['name']} | {t['ms']} | {t['calls_per_step']} | `{t['shape']}` | {t['block']} | {t['pass']} |"
+            f"| {t['name']} | {t['ms']} | {t['calls_per_step']} | `{t['shape']}` | {t['block']} | "
+            f"{t['pass']} |"
             for t in r["top"]
         ]
         lines.append("")
@@ -223,7 +223,8 @@ def markdown(res: dict) -> str:
         "Thread-ms per step (events on several threads add up, so a row can exceed the wall time). "
         "A fusion counts for the block and pass of its root instruction: XLA recomputes cheap "
         "forward work inside the fusions that read it, so some forward work shows as backward.",
-        "Timings come from one profiled run on a shared machine: read differences under ~10 % as noise.",
+        "Timings come from one profiled run on a shared machine: read differences under ~10 % as "
+        "noise.",
         "",
     ]
     return "\n".join(lines)
@@ -240,10 +241,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps timed, then profiled")
     parser.add_argument("--top", type=int, default=25, help="instructions listed")
     args = parser.parse_args(argv)
-    from serjax.cpu_tuning import reexec_with_huge_pages, tune_host_allocator
+    from serjax.host import reexec_with_huge_pages
 
     reexec_with_huge_pages()  # as launch.py and the other benchmarks: before any thread starts
-    tune_host_allocator()
     import bench_train as bt
 
     bt.INPUT_SHAPE = tuple(args.input)

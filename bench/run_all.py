@@ -10,8 +10,9 @@ others still run; the exit status is then 1. Afterwards (or alone, --summary-onl
 summary.json and summary.md under --out: every goal with the measured value, met or not,
 and the file and date it comes from, and whether the CPU figures come from one run of this
 script (dates inside its window) or from separate runs; --summary-only keeps the record of
-the last run (from the summary.json it replaces), so that provenance survives a recheck. GPU rows come from the files
-bench/gpu_session.py wrote (gpu-run.json, gpu-seeds.json) when a GPU was lent.
+the last run (from the summary.json it replaces), so that provenance survives a recheck. GPU
+rows come from the files bench/gpu_session.py wrote (gpu-run.json, gpu-seeds.json) when a GPU
+was lent.
 
 About 40 minutes on 2 cores (bench_train alone about 24); run nothing else meanwhile: the
 benchmarks time wall-clock rates.
@@ -126,7 +127,7 @@ def seed_goals(table: dict | None, source: str, date, backend: str) -> list[dict
                 "no seed table",
             )
         ]
-    from serjax.train import resolve_seed_strategy
+    from serjax.seeds import resolve_seed_strategy
 
     strategy = resolve_seed_strategy("auto")
     then = table.get("auto_resolves_to")
@@ -260,8 +261,8 @@ def check_goals(out: Path) -> dict:
         gb = memory["peak_rss_mb"] / 1024
         goals.append(
             _goal(
-                f"memory: {memory.get('utterances')} utterances, {memory.get('versions')} versions, "
-                f"n = {memory.get('width_scale')}",
+                f"memory: {memory.get('utterances')} utterances, {memory.get('versions')} "
+                f"versions, n = {memory.get('width_scale')}",
                 f"{gb:.1f} GB peak RSS",
                 f"< {MEMORY_GB_GOAL:.0f} GB",
                 gb < MEMORY_GB_GOAL,
@@ -360,7 +361,8 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"- Benchmarks run ({summary['window'][0]} to {summary['window'][1]}): "
             + ", ".join(
-                f"{r['name']} ({r['wall_time_s']} s{'' if r['returncode'] == 0 else ', exit ' + str(r['returncode'])})"
+                f"{r['name']} ({r['wall_time_s']} "
+                f"s{'' if r['returncode'] == 0 else ', exit ' + str(r['returncode'])})"
                 for r in summary["runs"]
             )
         )

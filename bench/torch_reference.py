@@ -115,7 +115,7 @@ def build(
 
 
 def normalise(table, rows, mean, std):
-    """serjax.train._normalise: gather float16 rows, to float32, per-Mel-band standardise."""
+    """serjax.data.FoldData.inputs: gather float16 rows, to float32, per-Mel-band standardise."""
     x = table[rows].float()
     return (x - mean[:, None]) / std[:, None]
 
@@ -197,7 +197,8 @@ def main(argv=None) -> int:
         ours, theirs = param_count(build(n)[0]), serjax_param_count(n)
         ok &= ours == theirs
         print(
-            f"n = {n}: torch {ours:,} parameters, serjax {theirs:,} -> {'equal' if ours == theirs else 'DIFFERENT'}"
+            f"n = {n}: torch {ours:,} parameters, serjax {theirs:,} -> "
+            f"{'equal' if ours == theirs else 'DIFFERENT'}"
         )
     return 0 if ok else 1
 

@@ -249,7 +249,7 @@ ENTRY %main {
   %copy.91 = f32[1,3,3,16,32]{4,3,2,1,0} copy(%e)
   ROOT %tuple.1 = (f32[16]{0}, f32[]) tuple(%x, %y), metadata={op_name="jit(unrolled)/add"}
 }
-"""
+"""  # noqa: E501  (XLA's HLO text, verbatim)
 
 
 def test_the_profiler_reads_block_and_pass_from_the_hlo():
