@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from serjax import selection
 from serjax.checkpoints import FoldCheckpoints
-from serjax.cpu_tuning import compiler_options  # TODO(restructure): xla_options
 from serjax.data import FoldData
 from serjax.errors import SerjaxError
 from serjax.interrupts import Interrupted, StopNow, StopRequest
 from serjax.losses import focal_loss
 from serjax.metrics import METRICS, MetricsWriter, score_seeds
 from serjax.seeds import jit_over_seeds, resolve_seed_strategy, seed_keys
+from serjax.xla_options import compiler_options
 
 
 class TrainState(train_state.TrainState):

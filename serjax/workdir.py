@@ -108,7 +108,7 @@ def software_environment() -> dict:
     import optax
     import orbax.checkpoint
 
-    from serjax.cpu_tuning import allocator_state, compiler_options
+    from serjax.xla_options import compiler_options, host_allocator_state
 
     return {
         "jax": jax.__version__,
@@ -118,7 +118,7 @@ def software_environment() -> dict:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "git_commit": git_commit(),
-        "host_allocator": allocator_state(),
+        "host_allocator": host_allocator_state(),
         "compiler_options": compiler_options(),
     }
 
