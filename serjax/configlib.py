@@ -82,6 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_batch_size = 64
     config.train.checkpoint_every = 5  # epochs
     config.train.seed_strategy = "auto"  # auto | vmap | unroll | map | chunks
+    # True: an epoch's steps as one jitted lax.scan (one dispatch per epoch, for GPUs; Ctrl-C
+    # then stops between epochs); False: one dispatch per step
+    config.train.scan_epoch = False
 
     # What a run logs besides metrics.jsonl; never part of a run's identity.
     config.log = ml_collections.ConfigDict()

@@ -27,7 +27,7 @@ from serjax.errors import SerjaxError
 from serjax.interrupts import Interrupted, StopNow, StopRequest
 from serjax.losses import focal_loss
 from serjax.metrics import METRICS, MetricsWriter, score_seeds
-from serjax.seeds import jit_over_seeds, resolve_seed_strategy, seed_keys
+from serjax.seeds import jit_over_seeds, over_seeds, resolve_seed_strategy, seed_keys
 from serjax.xla_options import compiler_options
 
 
@@ -92,9 +92,15 @@ class Trainer:
             return jit_over_seeds(fn, self.strategy, per_seed, compiler_options=options, **jit_args)
 
         # (state, rows) per seed in training; the data and learning rate are shared
-        self.train_step = jit(
-            functools.partial(train_step, model=model, gamma=gamma), 2, donate_argnums=0
-        )
+        step = functools.partial(train_step, model=model, gamma=gamma)
+        self.train_step = jit(step, 2, donate_argnums=0)
+        lifted = over_seeds(step, "unroll" if self.strategy == "chunks" else self.strategy, 2)
+
+        def epoch(states, batches, data, lr):
+            return jax.lax.scan(lambda st, rows: lifted(st, rows, data, lr), states, batches)
+
+        # an epoch's steps as one loop on the device: batches [steps, S, B] -> stats [steps, S, 2]
+        self.train_epoch = jax.jit(epoch, donate_argnums=0, compiler_options=options)
         # evaluation: the state per seed, the rows shared
         self.eval_step = jit(functools.partial(eval_step, model=model), 1)
         self.eca_step = jit(functools.partial(eca_step, model=model), 1)
@@ -279,6 +285,7 @@ def train_fold(
 
     saved_epoch = start_epoch
     epochs = train_cfg.epochs
+    scan = bool(train_cfg.get("scan_epoch", False))
     bar = tqdm(
         range(start_epoch, epochs),
         initial=start_epoch,
@@ -297,17 +304,8 @@ def train_fold(
                 snapshot = (epoch, states, dict(best), best_states)
                 states = jax.tree_util.tree_map(jnp.copy, states)
                 lr = jnp.float32(schedule(epoch))
-                step_stats = []
-                for rows in epoch_batches(
-                    fold.train, train_cfg.batch_size, seeds, fold.index, epoch
-                ):
-                    if stop.requested:
-                        raise StopNow
-                    states, stats = trainer.train_step(states, jnp.asarray(rows), data, lr)
-                    step_stats.append(stats)
-                # [steps, S, 2]: fetched once per epoch, stacked in NumPy (a jnp.stack would
-                # compile again for each new number of steps per epoch, i.e. per fold size)
-                stats = np.stack(jax.device_get(step_stats))
+                batches = epoch_batches(fold.train, train_cfg.batch_size, seeds, fold.index, epoch)
+                states, stats = _run_epoch(trainer, states, batches, data, lr, stop, scan)
                 records = _epoch_records(fold, seeds, epoch + 1, lr, stats, train_cfg.batch_size)
                 last_epoch = epoch + 1 == epochs
                 if validates:
@@ -344,6 +342,24 @@ def train_fold(
             checkpoints.close()
             metrics.close()
     return FoldOutcome(states, best, best_states)
+
+
+def _run_epoch(trainer, states, batches, data, lr, stop, scan: bool):
+    """(states, stats [steps, S, 2] in NumPy) after one epoch's batches [steps, S, B]."""
+    if scan:
+        if stop.requested:
+            raise StopNow
+        states, stats = trainer.train_epoch(states, jnp.asarray(batches), data, lr)
+        return states, np.asarray(jax.device_get(stats))
+    step_stats = []
+    for rows in batches:
+        if stop.requested:
+            raise StopNow
+        states, stats = trainer.train_step(states, jnp.asarray(rows), data, lr)
+        step_stats.append(stats)
+    # fetched once per epoch, stacked in NumPy (a jnp.stack would compile again for each
+    # new number of steps per epoch, i.e. per fold size)
+    return states, np.stack(jax.device_get(step_stats))
 
 
 def _postfix(records: list[dict]) -> dict:

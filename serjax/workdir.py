@@ -14,7 +14,11 @@ from serjax.fileio import write_json
 
 # Config fields added after runs were saved, with the value that does what those runs did:
 # a saved config without the field equals a current one that has this value.
-ADDED_FIELDS = {"data.normalisation": "per_band", "model.conv_impl": "auto"}
+ADDED_FIELDS = {
+    "data.normalisation": "per_band",
+    "model.conv_impl": "auto",
+    "train.scan_epoch": False,
+}
 
 
 def comparable_config(config) -> dict:
