@@ -151,7 +151,7 @@ def _wait_all(ray, pending: dict, started: list, progress: bool, on_finished) ->
     total_tasks = len(pending)
     epochs = sum(e.run.config.train.epochs for e, _ in pending.values())
     bar = tqdm(total=epochs, unit="fold-epoch", disable=not progress, desc="fold tasks")
-    failures, done = [], 0
+    failures, done, since = [], 0, time.time()
     for entry in started:
         _finish_if_complete(entry, on_finished)
     try:
@@ -170,7 +170,8 @@ def _wait_all(ray, pending: dict, started: list, progress: bool, on_finished) ->
                 done += 1
                 _finish_if_complete(entry, on_finished)
             bar.n = min(epochs, _epochs_done(pending, started))
-            bar.set_postfix(done=f"{done}/{total_tasks}", failed=len(failures))
+            running = _running(pending, since)
+            bar.set_postfix(done=f"{done}/{total_tasks}", running=running, failed=len(failures))
             bar.refresh()
     except KeyboardInterrupt:
         for ref in pending:
@@ -188,6 +189,18 @@ def _first_line(err: Exception) -> str:
     cause = getattr(err, "cause", None)
     text = str(cause if isinstance(cause, SerjaxError) else err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _running(pending: dict, since: float) -> int:
+    """Tasks a worker has started: their fold's log was opened after the driver began."""
+    count = 0
+    for entry, k in pending.values():
+        log = entry.run.workdir / "logs" / f"{entry.run.fold_names[k]}.log"
+        try:
+            count += log.stat().st_mtime >= since
+        except OSError:
+            pass
+    return count
 
 
 def _epochs_done(pending: dict, started: list) -> int:
