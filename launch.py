@@ -35,6 +35,12 @@ _PREDICT_SEED = flags.DEFINE_integer("predict_seed", -1, "predict: one seed inde
 _PREDICT_HOP = flags.DEFINE_float(
     "predict_hop_s", 0.0, "predict: hop between the windows of long audio (default: half a window)."
 )
+_PREDICT_MIN_S = flags.DEFINE_float(
+    "predict_min_s",
+    0.5,
+    "predict: clips shorter than this many seconds get a warning (too short for a reliable label; "
+    "0: never).",
+)
 
 
 def define_config_flag():
@@ -125,6 +131,7 @@ def main(argv):
             "fold": _PREDICT_FOLD.value or None,
             "seed_index": None if _PREDICT_SEED.value == -1 else _PREDICT_SEED.value,
             "hop_s": _PREDICT_HOP.value,
+            "min_s": _PREDICT_MIN_S.value,
         }
         cli.run(_MODE.value, config, workdir, options)
     except SerjaxError as err:

@@ -213,7 +213,10 @@ def report(config, workdir: Path) -> None:
 
 
 def predict(config, workdir: Path, options: dict) -> None:
-    from serjax.predict import predict_files
+    """Each file's label and probabilities, under a line naming the corpus the models were
+    trained on (a synthetic-corpus model is marked on every line), a clip shorter than
+    --predict_min_s with a warning; predictions.json keeps the same."""
+    from serjax.predict import DEFAULT_MIN_S, predict_files
 
     results = predict_files(
         config,
@@ -222,10 +225,22 @@ def predict(config, workdir: Path, options: dict) -> None:
         fold=options["fold"],
         seed_index=options["seed_index"],
         hop_s=options["hop_s"],
+        min_s=options.get("min_s", DEFAULT_MIN_S),
     )
+    source = next(iter(results.values()))["trained_on"]
+    if source["synthetic"]:
+        print(f"*** WARNING: {source['warning']} ***")
+    else:
+        where = f" at {source['root']}" if source.get("root") else ""
+        count = f", {source['utterances']} utterances" if source.get("utterances") else ""
+        print(f"model trained on corpus {source['corpus']}{where}{count}")
+    mark = "  [SYNTHETIC-corpus model]" if source["synthetic"] else ""
     for path, r in results.items():
         probs = ", ".join(f"{c} {100 * p:.1f}%" for c, p in r["probabilities"].items())
-        print(f"{path}: {r['top']}  ({probs}; {r['windows']} window{'s' * (r['windows'] > 1)})")
+        windows = f"{r['windows']} window{'s' * (r['windows'] > 1)}"
+        print(f"{path}: {r['top']}  ({probs}; {windows}){mark}")
+        if "warning" in r:
+            print(f"  warning: {r['warning']}")
     # earlier calls' predictions are kept: one entry per file (its absolute path), the latest wins
     path = workdir / "predictions.json"
     saved = json.loads(path.read_text()) if path.exists() else {}

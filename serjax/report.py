@@ -16,6 +16,21 @@ from serjax.fileio import write_text
 METRICS = ("ua", "wa", "acc", "f1")
 # std: the population standard deviation (ddof = 0) of the folds × seeds scores
 SCORES_HEADING = "## Scores (%, mean ± std over folds × seeds; population std, ddof = 0)"
+# ACC is the paper's, not plain accuracy (that is WA): every report defines it where it is shown.
+ACC_DEFINITION = "ACC = (UA + WA) / 2"
+
+
+def scores_note(num_classes: int) -> str:
+    """What the score columns are, and chance for this many classes."""
+    return (
+        "UA: unweighted accuracy, the mean of the per-class recalls. "
+        "WA: weighted accuracy, the share of test utterances labelled right (plain accuracy). "
+        f"**{ACC_DEFINITION}**, the paper's ACC: the mean of the two, *not* plain accuracy. "
+        "macro-F1: the mean of the per-class F1 scores. "
+        f"Chance: guessing uniformly at random scores 1 / {num_classes} classes = "
+        f"{100 / num_classes:.2f}% UA (and, on average, WA and ACC)."
+    )
+
 
 PROTOCOL_NOTES = {
     "stratified_kfold": "stratified random k-fold over utterances (the paper's protocol; "
@@ -109,25 +124,37 @@ def write_run_report(workdir: Path, summary: dict, model: str) -> Path:
     workdir = Path(workdir)
     classes = summary["classes"]
     figure_lines = []
+    corpus = summary["corpus"]
     figures.confusion(
         summary["confusion"],
         classes,
         workdir / "figures" / "confusion.png",
         "all folds and seeds pooled",
+        corpus,
     )
     figure_lines.append("![confusion matrix](figures/confusion.png)")
     records = _metrics_records(workdir)
     if records:
-        figures.training_curves(records, workdir / "figures" / "curves.png")
-        figure_lines.append("![training curves](figures/curves.png)")
-    if summary.get("eca_weights"):
-        figures.eca_weights(
-            summary["eca_weights"], classes, workdir / "figures" / "eca_weights.png"
-        )
-        source = summary.get("eca_weights_model", {})
+        figures.training_curves(records, workdir / "figures" / "curves.png", len(classes), corpus)
         figure_lines.append(
-            f"ECA channel weights per emotion, averaged over the test utterances of each "
-            f"class (one model: {source.get('fold', '?')}, seed {source.get('seed', '?')}):\n\n"
+            "Training curves (the dashed line in the UA panel is chance, "
+            f"1 / {len(classes)} classes):\n\n![training curves](figures/curves.png)"
+        )
+    if summary.get("eca_weights"):
+        source = summary.get("eca_weights_model", {})
+        which = f"one model: {source.get('fold', '?')}, seed {source.get('seed', '?')}"
+        figures.eca_weights(
+            summary["eca_weights"],
+            classes,
+            workdir / "figures" / "eca_weights.png",
+            corpus,
+            f"ECA channel weights per emotion ({which})",
+        )
+        figure_lines.append(
+            "ECA channel weights per emotion, averaged over the test utterances of each "
+            f"class ({which}): one row per ECA block; left, each emotion's weight of each "
+            "channel; right, the same minus the mean over the emotions (red: the block turns "
+            "that channel up for the emotion, blue: down):\n\n"
             "![ECA channel weights per emotion](figures/eca_weights.png)"
         )
     lines = [
@@ -143,6 +170,8 @@ def write_run_report(workdir: Path, summary: dict, model: str) -> Path:
         f"scores are of the **{summary['selection']}** (the test fold selects nothing)",
         "",
         SCORES_HEADING,
+        "",
+        scores_note(len(classes)),
         "",
     ]
     lines += score_table(summary)
@@ -245,6 +274,8 @@ def write_sweep_report(
         "",
         SCORES_HEADING,
         "",
+        scores_note(len(first["classes"])),
+        "",
         f"| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC "
         f"({caveat}) |",
         "|---|---|---|---|---|---|---|---|",
@@ -263,7 +294,7 @@ def write_sweep_report(
         cell = {(r["series"], r["x"]): r for r in rows}
         lines += [
             "",
-            f"## ACC (%) by series and {x_label}",
+            f"## ACC (%) by series and {x_label} ({ACC_DEFINITION})",
             "",
             "| series | " + " | ".join(str(x) for x in xs) + " |",
             "|---" * (len(xs) + 1) + "|",
@@ -283,7 +314,15 @@ def write_sweep_report(
             workdir / "figures" / "scores.png",
             f"{name} ({variant}): mean ± std over folds × seeds",
         )
-        lines += ["", "![scores](figures/scores.png)"]
+        lines += [
+            "",
+            f"UA, WA and ACC against the {x_label}, mean ± std over folds × seeds, on one "
+            "y scale; the dashed line is chance "
+            f"(1 / {len(first['classes'])} classes). The series are drawn side by side at "
+            "each x so that their error bars stay apart.",
+            "",
+            "![scores](figures/scores.png)",
+        ]
     total_s = sum(r["summary"].get("wall_time_s", 0) for r in rows)
     lines += ["", f"Compute: {total_s / 60:.1f} min of training wall time over the finished runs."]
     lines += [

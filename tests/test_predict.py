@@ -165,3 +165,152 @@ def test_results_without_checkpoints_say_how_to_get_them(finished_run, tmp_path)
     with pytest.raises(SerjaxError, match="--workdir .* does not exist"):
         cli.run("eval", config, tmp_path / "nowhere")
     assert not (tmp_path / "nowhere").exists()
+
+
+# --- issue #20 item 11: long files stream, short clips warn, the training corpus is named ---
+
+
+def whole_file_probabilities(config, workdir, path, fold=None):
+    """What predict_files computed before it streamed: the whole file read, every window's
+    features extracted at once, each fold's models scoring them all, averaged."""
+    import jax.numpy as jnp
+
+    from serjax import features
+    from serjax.checkpoints import restore_final_states
+    from serjax.data import FoldData
+    from serjax.metrics import softmax
+    from serjax.model import build_model
+    from serjax.seeds import seeds_of
+    from serjax.train import trainer_for
+
+    settings = features.FeatureSettings.from_config(config.features)
+    length = int(round(settings.duration_s * settings.sample_rate))
+    pieces = windows(read_audio(path), length, length // 2)
+    table = jnp.asarray(features.extract(pieces, 8, settings, progress=False))
+    classes = list(config.data.classes)
+    trainer = trainer_for(build_model(config.model, len(classes)), config.train)
+    names = json.loads((workdir / "folds.json").read_text())["names"]
+    probs = []
+    for k, name in enumerate(names):
+        if fold and name != fold:
+            continue
+        norm = json.loads((workdir / "folds" / f"{name}.json").read_text())["normalisation"]
+        states = restore_final_states(
+            trainer, config, workdir, name, k, seeds_of(config), table.shape[1:]
+        )
+        data = FoldData.of(
+            table,
+            np.zeros(len(pieces), np.int32),
+            np.asarray(norm["mean"], np.float32),
+            np.asarray(norm["std"], np.float32),
+            np.ones(len(classes), np.float32),
+        )
+        probs.append(softmax(trainer.predict(states, data, np.arange(len(pieces)), 16)))
+    return np.concatenate(probs).mean(axis=0).mean(axis=0), len(pieces)
+
+
+@pytest.fixture(scope="module")
+def long_signal(paths):
+    rng = np.random.default_rng(7)
+    parts = [read_audio(p) for p in list(paths.values())[:12]]
+    return np.concatenate(parts + [0.05 * rng.standard_normal(3000).astype(np.float32)])
+
+
+def test_long_audio_streams_in_chunks_with_the_whole_files_numbers(
+    finished_run, long_signal, tmp_path, monkeypatch
+):
+    import serjax.predict as predict
+
+    config, workdir, _ = finished_run
+    monkeypatch.setattr(predict, "BLOCK_FRAMES", 5003)  # blocks that split windows anywhere
+    plain = tmp_path / "long16k.wav"
+    sf.write(plain, long_signal, 16000, subtype="FLOAT")
+    # 22.05 kHz stereo: downmixed and resampled block by block, as read_audio does it whole
+    stereo = np.stack([long_signal, 0.5 * long_signal[::-1]], axis=1)
+    resampled = tmp_path / "long22k.wav"
+    import librosa
+
+    sf.write(resampled, librosa.resample(stereo.T, orig_sr=16000, target_sr=22050).T, 22050)
+    for path in (plain, resampled):
+        streamed = list(predict.file_windows(str(path), 16000, 6400, 3200))
+        np.testing.assert_array_equal(np.stack(streamed), windows(read_audio(path), 6400, 3200))
+    got = predict_files(config, workdir, [str(plain), str(resampled)], chunk_windows=7)
+    for path in (plain, resampled):
+        want, count = whole_file_probabilities(config, workdir, path)
+        assert count > 3 * 7 and got[str(path)]["windows"] == count  # several chunks
+        np.testing.assert_allclose(list(got[str(path)]["probabilities"].values()), want, atol=1e-6)
+    # one fold's models, files sharing chunks: the same numbers
+    mixed = predict_files(config, workdir, [str(resampled), str(plain)], fold="fold1")
+    want, _ = whole_file_probabilities(config, workdir, plain, fold="fold1")
+    np.testing.assert_allclose(list(mixed[str(plain)]["probabilities"].values()), want, atol=1e-6)
+
+
+def test_a_long_file_takes_bounded_memory_and_shows_progress(finished_run, tmp_path, capsys):
+    import tracemalloc
+
+    config, workdir, _ = finished_run
+    seconds = 300  # 1499 windows of 0.4 s; read whole and windowed, it took over 57 MB
+    signal = 0.1 * np.random.default_rng(3).standard_normal(seconds * 16000).astype(np.float32)
+    path = tmp_path / "five_minutes.wav"
+    sf.write(path, signal, 16000, subtype="PCM_16")
+    predict_files(config, workdir, [str(path)], fold="fold0")  # compile outside the trace
+    capsys.readouterr()
+    tracemalloc.start()
+    try:
+        result = predict_files(config, workdir, [str(path)], fold="fold0")[str(path)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result["windows"] == 1499 and result["duration_s"] == seconds
+    assert peak < signal.nbytes / 4, f"peak {peak / 1e6:.1f} MB, audio {signal.nbytes / 1e6} MB"
+    assert "1499/1499" in capsys.readouterr().err  # the progress bar over the windows
+    predict_files(config, workdir, [str(path)], fold="fold0", progress=False)
+    assert "1499/1499" not in capsys.readouterr().err
+
+
+def test_short_clips_are_scored_with_a_warning(finished_run, tmp_path):
+    config, workdir, _ = finished_run
+    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+    sf.write(short, 0.1 * np.ones(4800, np.float32), 16000)  # 0.3 s
+    sf.write(long, 0.1 * np.ones(9600, np.float32), 16000)  # 0.6 s
+    got = predict_files(config, workdir, [str(short), str(long)])
+    warning = got[str(short)]["warning"]
+    assert "0.30 s of audio, under the 0.5-s minimum (--predict_min_s)" in warning
+    assert "warning" not in got[str(long)]
+    assert "warning" not in predict_files(config, workdir, [str(short)], min_s=0.25)[str(short)]
+    assert "warning" in predict_files(config, workdir, [str(long)], min_s=1.0)[str(long)]
+    with pytest.raises(SerjaxError, match="--predict_min_s"):
+        predict_files(config, workdir, [str(short)], min_s=-1)
+
+
+def test_the_output_names_the_corpus_and_marks_a_synthetic_one(finished_run, tmp_path, capsys):
+    from serjax import cli
+    from serjax.predict import SYNTHETIC_WARNING, trained_on
+
+    config, workdir, _ = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.1 * np.ones(4800, np.float32), 16000)
+    options = {"fold": None, "seed_index": None, "hop_s": 0.0, "min_s": 0.5}
+    cli.run("predict", config, run, {**options, "wavs": [str(short)]})
+    out = capsys.readouterr().out
+    assert f"*** WARNING: {SYNTHETIC_WARNING} ***" in out
+    assert "[SYNTHETIC-corpus model]" in out.splitlines()[1]
+    assert "  warning: 0.30 s of audio" in out
+    saved = json.loads((run / "predictions.json").read_text())[str(short.resolve())]
+    assert saved["trained_on"] == {
+        "corpus": "synthetic",
+        "synthetic": True,
+        "utterances": 80,
+        "warning": SYNTHETIC_WARNING,
+    }
+    assert saved["warning"].startswith("0.30 s of audio")
+    real = config.copy_and_resolve_references()
+    real.data.corpus, real.data.root = "emodb", "/data/emodb"
+    assert trained_on(real, run) == {
+        "corpus": "emodb",
+        "synthetic": False,
+        "root": "/data/emodb",
+        "utterances": 80,
+    }

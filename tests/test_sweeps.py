@@ -151,11 +151,11 @@ def test_finished_runs_are_skipped(tmp_path):
     assert summaries[0]["ua"]["mean"] == 0.5
     assert not (run_dir / "metrics.jsonl").exists()  # nothing was trained
     assert (run_dir / "config.json").exists()
-    # the finished run's config is checked: a different config is refused, not overwritten
+    # the workdir's config is checked: a different config is refused, not overwritten
     other = sweep_config("fig6", "small")
     other.sweep.grid = {"widths": (1,), "versions": (4,)}
     other.train.epochs = 7
-    with pytest.raises(SerjaxError, match="different config"):
+    with pytest.raises(SerjaxError, match=r"fields that differ: train\.epochs"):
         run_sweep(other, tmp_path, progress=False)
 
 
@@ -295,3 +295,106 @@ def test_quickstart_loso_variant():
     assert plain.protocol.name == "stratified_kfold" and plain.train.validation_fraction == 0.0
     with pytest.raises(ValueError, match="config argument"):
         module.get_config("small")
+
+
+# --- issue #20 item 12: ACC defined where shown; sweep figures on one scale, with chance ---
+
+
+def sweep_rows(corpus="synthetic"):
+    """Rows as serjax.sweeps.report_inputs gathers them: two series over three x values,
+    UA far below WA (separate y ranges would hide that)."""
+    return [
+        {
+            "name": f"{series}_v{x}",
+            "series": series,
+            "x": x,
+            "summary": fake_summary(0.30 + 0.02 * x + 0.05 * k, 0.70 + 0.01 * x, corpus=corpus),
+            "paper": None,
+        }
+        for k, series in enumerate(("cnn", "ours"))
+        for x in (1, 4, 8)
+    ]
+
+
+def texts_of(fig):
+    return " ".join(
+        [t.get_text() for t in fig.texts]
+        + ([fig._suptitle.get_text()] if fig._suptitle is not None else [])
+    )
+
+
+def test_reports_define_acc_and_chance(tmp_path):
+    config = sweep_config("fig9", "small")
+    config.sweep.grid = {"kernels": (3,), "versions": (1, 8)}
+    for name, _, _ in expand(config.sweep):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(fake_summary(0.5, 0.6)))
+    cli.report(config, tmp_path)
+    for report in (tmp_path / "report.md", tmp_path / "k3_v1" / "report.md"):
+        text = report.read_text()
+        assert "**ACC = (UA + WA) / 2**, the paper's ACC" in text and "*not* plain accuracy" in text
+        assert "1 / 4 classes = 25.00% UA" in text  # chance, said in words
+        # the definition comes before the first table that shows ACC
+        assert text.index("ACC = (UA + WA) / 2") < text.index("| ACC |")
+    sweep = (tmp_path / "report.md").read_text()
+    assert "## ACC (%) by series and STFT version (ACC = (UA + WA) / 2)" in sweep
+    assert "the dashed line is chance (1 / 4 classes)" in sweep
+
+
+def test_sweep_figure_panels_share_one_y_range_with_chance_and_the_corpus():
+    import matplotlib.pyplot as plt
+
+    from serjax import figures
+
+    fig = figures.draw_sweep_curves(sweep_rows(), "STFT version", "fig9 (small)")
+    try:
+        panels = fig.axes
+        assert [ax.get_title() for ax in panels] == [
+            "UA (mean per-class recall)",
+            "WA (plain accuracy)",
+            "ACC = (UA + WA) / 2",
+        ]
+        limits = {ax.get_ylim() for ax in panels}
+        assert len(limits) == 1  # one y range for every panel
+        (low, high) = limits.pop()
+        assert low < 25 and high > 100 * (0.70 + 0.08 + 0.02)  # chance and every error bar
+        for ax in panels:  # chance is drawn in each panel, and named once in the legend
+            chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+            assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(25.0)
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "chance: 1 / 4 classes = 25%" in legend and {"cnn", "ours"} <= set(legend)
+        assert "SYNTHETIC corpus" in texts_of(fig)
+    finally:
+        plt.close(fig)
+    real = figures.draw_sweep_curves(sweep_rows("iemocap"), "STFT version", "fig9")
+    try:
+        assert "SYNTHETIC" not in texts_of(real) and "corpus: iemocap" in texts_of(real)
+    finally:
+        plt.close(real)
+    # the limits come from every metric's mean ± std, and chance
+    assert figures.sweep_y_range(sweep_rows(), floor=25.0)[0] < 25.0
+
+
+def test_eca_weights_are_an_emotion_by_channel_heatmap():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from serjax import figures
+
+    weights = fake_summary(0.5, 0.6, eca=True)["eca_weights"]
+    weights["eca6"][2] = None  # no test utterance of `hap` in the model's fold
+    fig = figures.draw_eca_weights(weights, CLASSES, corpus="synthetic")
+    try:
+        images = [ax.images[0] for ax in fig.axes if ax.images]
+        assert len(images) == 4  # two blocks × (weights, minus the mean over emotions)
+        for image in images:
+            assert image.get_array().shape == (4, 8)  # emotion × channel
+        weights5 = images[0].get_array()
+        np.testing.assert_allclose(weights5[:, 0], [0.50, 0.51, 0.52, 0.53])
+        assert images[2].get_array().mask[2].all()  # eca6's missing class: a blank row
+        tick_labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert tick_labels == CLASSES  # the rows are named by their emotion
+        assert not any(ax.get_lines() for ax in fig.axes)  # no overlaid lines
+        assert "SYNTHETIC corpus" in texts_of(fig)
+    finally:
+        plt.close(fig)
