@@ -8,7 +8,8 @@
 Modes: train (default: the fold loop; resumes an unfinished workdir), inspect (corpus.json),
 features (fill the feature cache), describe (layer table, model.json), eval (restore the
 checkpoints, re-evaluate, eval.json), report (rebuild tables and figures from saved results),
-predict (a trained workdir + audio files -> emotion probabilities, predictions.json).
+predict (a trained workdir + audio files -> emotion probabilities, predictions.json),
+export (a trained workdir -> export/model.onnx and model.json, for onnxruntime).
 A config with a `sweep` section (configs/fig*.py, table5.py) runs its whole grid.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 HERE = Path(__file__).resolve().parent
-MODES = ("train", "inspect", "features", "describe", "eval", "report", "predict")
+MODES = ("train", "inspect", "features", "describe", "eval", "report", "predict", "export")
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "", "Where the run's files go (default: results/<config name>[-<arg>])."
@@ -30,8 +31,12 @@ _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do.")
 _WAV = flags.DEFINE_multi_string(
     "wav", [], "predict: an audio file (repeatable; files after the flags count too)."
 )
-_PREDICT_FOLD = flags.DEFINE_string("predict_fold", "", "predict: one fold's model (default: all).")
-_PREDICT_SEED = flags.DEFINE_integer("predict_seed", -1, "predict: one seed index (default: all).")
+_PREDICT_FOLD = flags.DEFINE_string(
+    "predict_fold", "", "predict, export: one fold's model (default: all)."
+)
+_PREDICT_SEED = flags.DEFINE_integer(
+    "predict_seed", -1, "predict, export: one seed index (default: all)."
+)
 _PREDICT_HOP = flags.DEFINE_float(
     "predict_hop_s", 0.0, "predict: hop between the windows of long audio (default: half a window)."
 )

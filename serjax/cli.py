@@ -248,7 +248,18 @@ def predict(config, workdir: Path, options: dict) -> None:
     print(f"wrote {write_json(path, saved)}")
 
 
+def export(config, workdir: Path, options: dict) -> None:
+    """--mode=export: the trained models as one ONNX model plus the JSON to feed it."""
+    from serjax.export import export_onnx
+
+    for path in export_onnx(
+        config, workdir, fold=options.get("fold"), seed_index=options.get("seed_index")
+    ):
+        print(f"wrote {path}")
+
+
 MODES = {
+    "export": export,
     "predict": predict,
     "report": report,
     "train": train,
@@ -268,20 +279,20 @@ def workdir_config(workdir: Path, current):
 
 def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
     workdir = Path(workdir)
-    if mode in ("eval", "report", "predict") and not workdir.is_dir():
+    if mode in ("eval", "report", "predict", "export") and not workdir.is_dir():
         raise SerjaxError(f"--workdir {workdir} does not exist")
-    if mode in ("eval", "predict"):
+    if mode in ("eval", "predict", "export"):
         if not (workdir / "config.json").exists():
             raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
         require_trained_models(workdir)
-    if mode in ("eval", "report", "predict") and (workdir / "config.json").exists():
+    if mode in ("eval", "report", "predict", "export") and (workdir / "config.json").exists():
         config = workdir_config(workdir, config)  # a run is read back with its own config
     created = not workdir.exists()
     check_workdir_path(workdir)
     try:
         with locks.exclusive(workdir, "workdir"):  # one process at a time on a workdir
-            if mode == "predict":
-                return predict(config, workdir, options or {})
+            if mode in ("predict", "export"):
+                return MODES[mode](config, workdir, options or {})
             MODES[mode](config, workdir)
     except SerjaxError:
         if created and workdir.is_dir() and all(map(locks.is_lock_file, workdir.iterdir())):
