@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from serjax import stats  # noqa: E402
+
 METRIC_NAMES = {"ua": "UA", "wa": "WA", "acc": "ACC", "f1": "macro-F1"}
 # What each score is, for panel titles: ACC is the paper's mean of UA and WA, not accuracy.
 METRIC_TITLES = {
@@ -227,7 +229,7 @@ def sweep_y_range(rows, metrics=("ua", "wa", "acc"), floor: float | None = None)
 
 
 def draw_sweep_curves(rows, x_label, title=""):
-    """UA / WA / ACC (mean ± std) against the sweep's x axis, one line per series, every
+    """UA / WA / ACC (mean, 95 % CI) against the sweep's x axis, one line per series, every
     panel on one y range with chance drawn; rows as serjax.sweeps.report_inputs gathers
     them (series, x, the run's summary)."""
     metrics = ("ua", "wa", "acc")
@@ -244,10 +246,11 @@ def draw_sweep_curves(rows, x_label, title=""):
     for ax, metric in zip(axes, metrics):
         for k, name in enumerate(series):
             points = [r for r in rows if r["series"] == name]
+            means = [100 * r["summary"][metric]["mean"] for r in points]
             ax.errorbar(
                 [r["x"] + offsets[k] * step for r in points],
-                [100 * r["summary"][metric]["mean"] for r in points],
-                yerr=[100 * r["summary"][metric]["std"] for r in points],
+                means,
+                yerr=np.transpose([_interval(r["summary"], metric) for r in points]),
                 marker="o",
                 capsize=2,
                 label=name,
@@ -272,6 +275,17 @@ def draw_sweep_curves(rows, x_label, title=""):
     )
     _headline(fig, title, corpus)
     return fig
+
+
+def _interval(summary: dict, metric: str) -> tuple[float, float]:
+    """(below, above) the mean, in %: its 95 % interval over the fold × seed scores, or ± the
+    std where the summary keeps no per-(fold, seed) scores."""
+    mean = summary[metric]["mean"]
+    scores = stats.cell_scores(summary, metric)
+    low, high = stats.confidence_interval(scores) if scores is not None else (np.nan, np.nan)
+    if np.isnan(low):
+        return 100 * summary[metric]["std"], 100 * summary[metric]["std"]
+    return 100 * (mean - low), 100 * (high - mean)
 
 
 def sweep_curves(rows, x_label, path, title="") -> Path:

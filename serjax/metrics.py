@@ -83,6 +83,8 @@ def summarize_results(fold_results: list[dict], key: str = "per_seed") -> dict:
         {"seed": seed, **{m: float(np.mean([row[s][m] for row in grid])) for m in METRICS}}
         for s, seed in enumerate(seeds)
     ]
+    # every (fold, seed) score, for paired comparisons between runs (serjax/stats.py)
+    summary["by_fold_seed"] = {m: [[e[m] for e in row] for row in grid] for m in METRICS}
     summary["confusion"] = np.sum([e["confusion"] for row in grid for e in row], axis=0).tolist()
     if key == "per_seed" and fold_results[0].get("eca_weights"):
         # one model's weights, as the paper plots them: the first fold's first seed

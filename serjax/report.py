@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from serjax import figures
+from serjax import figures, stats
 from serjax.fileio import write_text
 
 METRICS = ("ua", "wa", "acc", "f1")
@@ -220,10 +220,13 @@ def _csv(rows) -> str:
     writer.writerow(
         ["run", "series", "x", "corpus", "protocol", "num_folds", "epochs", "num_seeds"]
         + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+        + ["ua_ci95_low", "ua_ci95_high", "ua_p_vs_best", "ua_p_holm", "ua_below_best"]
         + ["paper_iemocap_ua", "paper_iemocap_wa", "paper_iemocap_acc"]
     )
+    compared = compare_rows(rows, "ua")
     for r in rows:
         summary = r["summary"]
+        c = compared.get(r["name"], {})
         writer.writerow(
             [
                 r["name"],
@@ -236,9 +239,50 @@ def _csv(rows) -> str:
                 len(summary["seeds"]),
             ]
             + [f"{100 * summary[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
+            + [_number(c.get("ci_low"), 100), _number(c.get("ci_high"), 100)]
+            + [_number(c.get("p")), _number(c.get("p_holm")), c.get("below_best", "")]
             + (list(r["paper"]) if r["paper"] else ["", "", ""])
         )
     return out.getvalue()
+
+
+COMPARISON_NOTE = (
+    "UA 95 % CI: Student-t interval of the mean over the run's fold × seed scores. UA vs best: "
+    "a paired t-test against the best run on the same folds and seeds (paired, because a fold "
+    "that is hard is hard for every run; t rather than Wilcoxon, which cannot reach p < 0.05 "
+    "with 5 or fewer pairs), p-values Holm-corrected over the table; **≈ best**: not "
+    "distinguishable from the best at the 5 % level, **lower**: distinguishably lower."
+)
+
+
+def compare_rows(rows: list[dict], metric: str) -> dict[str, dict]:
+    """serjax.stats.compare_cells over the rows whose summaries give per-(fold, seed)
+    scores: 95 % intervals, Holm-adjusted paired p-values against the best cell."""
+    scores = {}
+    for r in rows:
+        cell = stats.cell_scores(r["summary"], metric)
+        if cell is not None:
+            scores[r["name"]] = cell
+    return stats.compare_cells(scores)
+
+
+def _number(value, scale: float = 1.0) -> str:
+    if value is None or value != value:  # absent or nan
+        return ""
+    return f"{scale * value:.4f}" if scale != 1.0 else f"{value:.4g}"
+
+
+def _versus_best(c: dict) -> str:
+    """The table's last columns: the 95 % interval of UA, and the cell against the best."""
+    interval = (
+        f"{pct(c['ci_low'])}–{pct(c['ci_high'])}" if c.get("ci_low") == c.get("ci_low") else ""
+    )
+    if c.get("best"):
+        return f"{interval} | best"
+    if "p_holm" not in c:
+        return f"{interval} | "
+    mark = "lower" if c["below_best"] else "≈ best"
+    return f"{interval} | {mark} (p = {c['p_holm']:.3g})"
 
 
 def write_sweep_report(
@@ -276,18 +320,20 @@ def write_sweep_report(
         "",
         scores_note(len(first["classes"])),
         "",
-        f"| run | series | x | UA | WA | ACC | macro-F1 | paper's IEMOCAP UA / WA / ACC "
-        f"({caveat}) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| run | series | x | UA | WA | ACC | macro-F1 | UA 95 % CI | UA vs best | "
+        f"paper's IEMOCAP UA / WA / ACC ({caveat}) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    compared = compare_rows(rows, "ua")
     for r in rows:
         paper = " / ".join(f"{v:.2f}" for v in r["paper"]) if r["paper"] else ""
         x = "" if r["x"] is None else r["x"]
         lines.append(
             f"| [{r['name']}]({r['name']}/report.md) | {r['series']} | {x} | "
             + " | ".join(mean_std(r["summary"][m]) for m in METRICS)
-            + f" | {paper} |"
+            + f" | {_versus_best(compared.get(r['name'], {}))} | {paper} |"
         )
+    lines += ["", COMPARISON_NOTE]
     if x_label:
         series = list(dict.fromkeys(r["series"] for r in rows))
         xs = sorted({r["x"] for r in rows})
@@ -312,11 +358,11 @@ def write_sweep_report(
             rows,
             x_label,
             workdir / "figures" / "scores.png",
-            f"{name} ({variant}): mean ± std over folds × seeds",
+            f"{name} ({variant}): mean and 95 % CI over folds × seeds",
         )
         lines += [
             "",
-            f"UA, WA and ACC against the {x_label}, mean ± std over folds × seeds, on one "
+            f"UA, WA and ACC against the {x_label}, mean and 95 % CI over folds × seeds, on one "
             "y scale; the dashed line is chance "
             f"(1 / {len(first['classes'])} classes). The series are drawn side by side at "
             "each x so that their error bars stay apart.",

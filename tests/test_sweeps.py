@@ -177,7 +177,7 @@ def test_sweep_report_from_stored_results(tmp_path):
     assert "Finished runs: 4 of 5" in report
     assert (
         "| [ours](ours/report.md) | + our ECA block |  | 61.00 ± 2.00 | 63.00 ± 2.00 "
-        "| 62.00 ± 2.00 | 56.00 ± 2.00 | 79.37 / 79.68 / 79.53 |" in report
+        "| 62.00 ± 2.00 | 56.00 ± 2.00 |  |  | 79.37 / 79.68 / 79.53 |" in report
     )
     assert "synthetic data" in report
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
