@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serjax import locks
 from serjax.fileio import write_text
 
 
@@ -107,30 +108,39 @@ class MetricsWriter:
 
             self.events = EventLog(self.path.parent / "tensorboard")
 
-    def _lines(self) -> list[tuple[str, dict]]:
+    def _lines(self) -> tuple[list[tuple[str, dict]], bool]:
+        """(parsed lines, whether any line was torn by a kill mid-write)."""
         if not self.path.exists():
-            return []
+            return [], False
+        raw = self.path.read_text().splitlines()
         lines = []
-        for line in self.path.read_text().splitlines():
+        for line in raw:
             try:
                 lines.append((line, json.loads(line)))
             except json.JSONDecodeError:
-                continue  # a line torn by a kill mid-write
-        return lines
+                continue
+        return lines, len(lines) < len(raw)
+
+    def _locked(self):
+        """The run's folds may train in parallel (Ray tasks) and share this file."""
+        return locks.exclusive(self.path.parent, "metrics of", wait=True, name=".metrics.lock")
 
     def resume(self, fold: str, upto_epoch: int) -> None:
-        kept = [
-            (line, r)
-            for line, r in self._lines()
-            if not (r["fold"] == fold and r["epoch"] > upto_epoch)
-        ]
-        if self.path.exists():
-            write_text(self.path, "".join(line + "\n" for line, _ in kept))
+        """Drop the fold's lines past `upto_epoch` (and torn lines); other folds' stay."""
+        with self._locked():
+            lines, torn = self._lines()
+            kept = [
+                (line, r)
+                for line, r in lines
+                if not (r["fold"] == fold and r["epoch"] > upto_epoch)
+            ]
+            if torn or len(kept) < len(lines):
+                write_text(self.path, "".join(line + "\n" for line, _ in kept))
         if self.events is not None:
             self.events.restart_fold(fold, [r for _, r in kept if r["fold"] == fold])
 
     def write(self, records: list[dict]) -> None:
-        with open(self.path, "a") as f:
+        with self._locked(), open(self.path, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
         if self.events is not None:
             self.events.add(records)

@@ -109,6 +109,9 @@ def _check_writable(job: Job) -> None:
 
 
 def execute_on_ray(jobs: list[Job], executor_cfg, progress: bool, on_finished) -> list[dict]:
+    # the driver may start JAX (feature extraction, provenance): on a GPU it must not take
+    # the memory the tasks need (XLA preallocates 75 % by default; read at backend start)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     for job in jobs:
         _check_writable(job)
     with contextlib.ExitStack() as held:  # this driver owns the runs; tasks lock their folds
