@@ -5,7 +5,8 @@ the model never heard. Same model and training as configs/default.py (ECA after 
 5-6, k = 7, STFT version 8, focal loss, 150 epochs); EmoDB is 16 kHz already.
 
 Commands (EmoDB is not shipped with serjax: bring your own copy, the folder holding wav/):
-    python launch.py --config configs/emodb.py --config.data.root=/path/to/emodb --workdir runs/emodb
+    python launch.py --config configs/emodb.py --config.data.root=/path/to/emodb \
+        --workdir runs/emodb
     python launch.py --config configs/emodb.py:4class --config.data.root=/path/to/emodb \
         --workdir runs/emodb-4class
     python launch.py --mode=inspect --config configs/emodb.py --config.data.root=/path/to/emodb \

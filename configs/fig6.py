@@ -7,7 +7,8 @@
 
 Paper (IEMOCAP): best 79.16 UA / 79.27 WA / 79.22 ACC, at v6.
 The small variant (synthetic corpus, n ∈ {1, 2, 3, 4} × v1..v8) took 447 s on 2 CPU cores
-(corpus and features included); see results/fig6-small/. Full grid: 64 × 5-fold × 150 epochs — a GPU job.
+(corpus and features included); see results/fig6-small/. Full grid: 64 × 5-fold × 150
+epochs — a GPU job.
 """
 
 from serjax.configlib import sweep_config

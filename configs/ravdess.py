@@ -11,7 +11,8 @@ Actor_01 … Actor_24, or the one holding Audio_Speech_Actors_01-24/):
         --workdir runs/ravdess
     python launch.py --config configs/ravdess.py:4class --config.data.root=/path/to/ravdess \
         --workdir runs/ravdess-4class
-    python launch.py --mode=inspect --config configs/ravdess.py --config.data.root=/path/to/ravdess \
+    python launch.py --mode=inspect --config configs/ravdess.py \
+        --config.data.root=/path/to/ravdess \
         --workdir runs/ravdess-inspect        # what the reader finds; checks 1440 utterances
 Arguments: "" or "all": RAVDESS's eight classes (neu cal hap sad ang fea dis sur, all 1440
 speech files); "4class": ang sad hap neu as in IEMOCAP (672 files), the other four left

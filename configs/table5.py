@@ -4,7 +4,8 @@
     python launch.py --config configs/table5.py --config.data.root=/path/to/IEMOCAP_full_release \
         --workdir runs/table5
     python launch.py --config configs/table5.py:small --workdir results/table5-small
-    python launch.py --config configs/table5.py:loso --config.data.root=... --workdir runs/table5-loso
+    python launch.py --config configs/table5.py:loso --config.data.root=... \
+        --workdir runs/table5-loso
         (speaker-independent: leave-one-session-out; ":small,loso" on the synthetic corpus)
 
 Paper (IEMOCAP, UA/WA/ACC): 79.16/79.27/79.22; 78.71/78.80/78.76; 79.37/79.68/79.53;

@@ -68,7 +68,8 @@ def test_default_shape_is_64_by_601(version):
 
 
 def test_uncentred_stft_frames_per_version():
-    # 1 + (96000 - n_fft) // 160: one version at a time works; versions that differ cannot share a model
+    # 1 + (96000 - n_fft) // 160: one version at a time works; versions that differ cannot
+    # share a model
     uncentred = FeatureSettings(center=False)
     assert features.num_frames(uncentred, 1) == 599 and features.num_frames(uncentred, 8) == 596
     assert features.num_frames(uncentred, [8]) == 596
