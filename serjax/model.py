@@ -67,7 +67,7 @@ class ConvBlock(nn.Module):
 def pool_2x2(x: jax.Array, conv_impl: str = "flax") -> jax.Array:
     """2×2 average pooling, stride 2, 'VALID' (an odd trailing row or column is dropped)."""
     if conv_impl == "flax":
-        return nn.avg_pool(x, (2, 2), strides=(2, 2))
+        return nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))  # keywords: jax2onnx too
     return layers.avg_pool_2x2(x)
 
 
