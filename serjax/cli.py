@@ -191,10 +191,14 @@ def evaluate(config, workdir: Path) -> None:
 def report(config, workdir: Path) -> None:
     """--mode=report: rebuild every report under a run's or a sweep's workdir from its saved
     results (each finished run's report.md, then the sweep's), without retraining."""
+    from serjax.fingerprint import check_saved_runs
+
     if "sweep" in config:
         from serjax.sweeps import finished_runs
 
-        for _, run_config, run_dir, summary in finished_runs(config, workdir):
+        runs = finished_runs(config, workdir)
+        check_saved_runs([(run_config, run_dir) for _, run_config, run_dir, _ in runs])
+        for _, run_config, run_dir, summary in runs:
             print(f"wrote {write_run_report(run_dir, run_config, summary)}")
         print(f"wrote {write_sweep_report(config, workdir)}")
         return
@@ -209,6 +213,7 @@ def report(config, workdir: Path) -> None:
             else ""
         )
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json){hint}")
+    check_saved_runs([(config, workdir)])
     print(f"wrote {write_run_report(workdir, config, json.loads(summary_path.read_text()))}")
 
 

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from serjax.corpora import load_corpus
 from serjax.errors import SerjaxError
 from serjax.fileio import write_json
 
@@ -66,3 +67,17 @@ def check_corpus(workdir: Path, utterances, record: bool) -> None:
             )
     elif record:
         write_json(path, {"utterances": now})
+
+
+def check_saved_runs(items) -> None:
+    """Report mode: each (config, workdir) whose run kept a fingerprint is checked against
+    its corpus as it is now (read once per data config), before any report is rewritten.
+    Committed results keep no fingerprint (it is per machine) and are not checked."""
+    listings = {}
+    for config, workdir in items:
+        if not (Path(workdir) / FILE).is_file():
+            continue
+        key = json.dumps(json.loads(config.data.to_json()), sort_keys=True)
+        if key not in listings:
+            listings[key] = load_corpus(config.data, config.cache_dir, progress=False)
+        check_corpus(workdir, listings[key].utterances, record=False)

@@ -109,7 +109,7 @@ def _with_changed_corpus(workdir, copy):
     return first
 
 
-@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("mode", ["train", "eval", "report"])
 def test_a_changed_corpus_stops_resume_and_eval_before_anything_is_rewritten(
     finished_run, tmp_path, mode
 ):
