@@ -28,6 +28,8 @@ Part 2, seed scaling at n = 1: total train samples/s with S seeds for every stra
 step; chunks: two per jitted call), and `sequence`: S single-seed runs (serjax's `auto` step
 with one seed) one after the other, each measurement advancing run 1 by k steps, then run 2,
 ...
+(bench/bench_seeds.py measures `vmap` against `unroll` alone, with and without serjax's
+vmap rule for convolutions.)
 
 Writes train.json and train.md to --out.
 """
@@ -990,7 +992,8 @@ def markdown(res: dict) -> str:
             "(×r) = rate / `sequence`'s rate in the same round (median over rounds). "
             "`sequence`: S single-seed runs of serjax's step (`auto`, one seed) one after the "
             "other; the others are `serjax.seeds` strategies with S stacked seeds: "
-            "`vmap` (jax.vmap), `unroll` (the S single-seed steps written out in one jitted "
+            "`vmap` (jax.vmap; serjax's convolutions one per seed by their vmap rule, "
+            "bench/bench_seeds.py), `unroll` (the S single-seed steps written out in one jitted "
             "function), "
             "`map` (lax.map), `chunks` (`unroll` over two seeds per jitted call, the calls one "
             f"after another). On this backend `auto` resolves to `{ss['auto_resolves_to']}`.",

@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     # "auto": serjax.layers' fast CPU layers (block 1's shifted sum on the CPU only); "flax":
     # plain linen; "fused": the fast layers on any backend. Same parameters, same model.
     config.model.conv_impl = "auto"
+    # what the layers compute in: float32 | bfloat16 (parameters, BatchNorm statistics and the
+    # loss stay float32; accuracy effect: results/bench/bf16.md)
+    config.model.compute_dtype = "float32"
 
     config.train = ml_collections.ConfigDict()
     config.train.epochs = 150
@@ -82,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.eval_batch_size = 64
     config.train.checkpoint_every = 5  # epochs
     config.train.seed_strategy = "auto"  # auto | vmap | unroll | map | chunks
+    # True: deterministic GPU ops (XLA's xla_gpu_deterministic_ops; slower); the CPU is
+    # deterministic either way (serjax.xla_options.compiler_options)
+    config.train.deterministic = False
     # True: an epoch's steps as one jitted lax.scan (one dispatch per epoch, for GPUs; Ctrl-C
     # then stops between epochs); False: one dispatch per step
     config.train.scan_epoch = False

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import operator
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 
 from serjax.errors import SerjaxError
 
@@ -46,11 +48,74 @@ def avg_pool_2x2(x: jax.Array) -> jax.Array:
     return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's)."""
+def _conv(x, kernel):
     return jax.lax.conv_general_dilated(
         x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
+
+
+def _conv_input_grad(g, kernel):
+    """The input cotangent of _conv(·, kernel) for the output cotangent g (XLA's transposed
+    convolution, as autodiff emits it)."""
+    x_shape = jax.ShapeDtypeStruct((*g.shape[:-1], kernel.shape[2]), g.dtype)
+    return jax.linear_transpose(lambda x: _conv(x, kernel), x_shape)(g)[0]
+
+
+def _conv_kernel_grad(x, g):
+    """The kernel cotangent of _conv(x, ·) for the output cotangent g (autodiff's)."""
+    k_shape = jax.ShapeDtypeStruct((3, 3, x.shape[-1], g.shape[-1]), g.dtype)
+    return jax.linear_transpose(lambda k: _conv(x, k), k_shape)(g)[0]
+
+
+def _per_seed_when_both_batched(fn):
+    """fn(a, b), a convolution of two arrays, with a vmap rule: where both are batched (a vmap
+    over seeds: each seed its activations and its kernel), one call per index, stacked; where
+    one is, JAX's own batching (the axis folded into the batch or the feature dimension).
+
+    JAX batches a convolution of two batched operands as one grouped convolution (the axis
+    folded into the channels, feature_group_count = S), which XLA runs far slower than S
+    plain ones on the CPU and GPU (results/bench/seeds.md)."""
+    batched_fn = custom_vmap(fn)
+
+    @batched_fn.def_vmap
+    def rule(axis_size, in_batched, a, b):
+        if all(in_batched):
+            return jnp.stack([batched_fn(a[i], b[i]) for i in range(axis_size)]), True
+        if not any(in_batched):
+            return batched_fn(a, b), False
+        return jax.vmap(fn, in_axes=tuple(0 if i else None for i in in_batched))(a, b), True
+
+    return batched_fn
+
+
+_conv_per_seed = _per_seed_when_both_batched(_conv)
+_conv_input_grad_per_seed = _per_seed_when_both_batched(_conv_input_grad)
+_conv_kernel_grad_per_seed = _per_seed_when_both_batched(_conv_kernel_grad)
+
+
+@jax.custom_vjp
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3×3 cross-correlation, stride 1, 'SAME' zero padding, NHWC × HWIO (nn.Conv's).
+
+    The mathematics and the XLA convolutions (forward, input and kernel gradients) of
+    jax.lax.conv_general_dilated and its autodiff, each with a vmap rule that runs one
+    convolution per index where activations and kernel are both batched: under a vmap over
+    seeds (train.seed_strategy=vmap, or a user's own jax.vmap of the step) these stay plain
+    convolutions instead of grouped ones."""
+    return _conv_per_seed(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+    return _conv_per_seed(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(residuals, g):
+    x, kernel = residuals
+    # the input's cotangent is dead code (and dropped by XLA) when x is data
+    return _conv_input_grad_per_seed(g, kernel), _conv_kernel_grad_per_seed(x, g)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
 def _conv3x3_shifted_sum(x, kernel):
@@ -76,28 +141,25 @@ def _single_channel_conv3x3_fwd(x, kernel):
     return single_channel_conv3x3(x, kernel), (x, kernel)
 
 
-def _single_channel_conv3x3_bwd(residuals, g):
-    # conv3x3's VJP; the input's cotangent is dead code (and dropped by XLA) when x is data
-    return jax.vjp(conv3x3, *residuals)[1](g)
-
-
-single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _single_channel_conv3x3_bwd)
+single_channel_conv3x3.defvjp(_single_channel_conv3x3_fwd, _conv3x3_bwd)  # conv3x3's VJP
 
 
 class Conv3x3(nn.Module):
-    """nn.Conv(features, (3, 3), padding="SAME") with its parameters ("kernel" [3, 3, in, out],
-    "bias"), initialisers and dtype promotion. `shifted_sum`: a one-channel input goes through
-    single_channel_conv3x3 (every other input, and every input without it, through conv3x3)."""
+    """nn.Conv(features, (3, 3), padding="SAME", dtype=dtype) with its parameters ("kernel"
+    [3, 3, in, out], "bias"; float32), initialisers and dtype promotion. `shifted_sum`: a
+    one-channel input goes through single_channel_conv3x3 (every other input, and every input
+    without it, through conv3x3)."""
 
     features: int
     kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
     shifted_sum: bool = True
+    dtype: Any = None  # computation dtype; None: promoted from the input's and the kernel's
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv does
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)  # nn.Conv's
         conv = single_channel_conv3x3 if self.shifted_sum and x.shape[-1] == 1 else conv3x3
         return conv(x, kernel) + bias
 
@@ -109,17 +171,24 @@ def batch_norm_relu(x, scale, bias, epsilon):
     Returns (relu(y), batch mean, batch variance). nn.BatchNorm's mathematics (variance
     E[x²] − E[x]², clipped at 0) followed by nn.relu; the backward pass is the closed-form
     BatchNorm gradient, two reductions where autodiff of the forward pass makes XLA emit four.
+    A bfloat16 x is normalised in float32 (statistics float32, relu(y) in x's dtype).
     """
     return _bn_relu_fwd(x, scale, bias, epsilon)[0]
 
 
 def _bn_relu_fwd(x, scale, bias, epsilon):
     axes = tuple(range(x.ndim - 1))
-    mean = x.mean(axes)
-    var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
+    xf = x.astype(_at_least_float32(x.dtype))  # a no-op for float32
+    mean = xf.mean(axes)
+    var = jnp.maximum((xf * xf).mean(axes) - mean * mean, 0.0)
     inv = jax.lax.rsqrt(var + epsilon)
-    out = _normalize_relu(x, mean, inv, scale, bias)
+    out = _normalize_relu(xf, mean, inv, scale, bias).astype(x.dtype)
     return (out, mean, var), (x, mean, inv, scale, out)
+
+
+def _at_least_float32(dtype):
+    """float32 for bfloat16 (the statistics' precision), else dtype itself."""
+    return jnp.promote_types(dtype, jnp.float32)
 
 
 def _normalize_relu(x, mean, inv_std, scale, bias):
@@ -130,6 +199,8 @@ def _normalize_relu(x, mean, inv_std, scale, bias):
 def _bn_relu_bwd(epsilon, residuals, cotangents):
     x, mean, inv, scale, out = residuals
     g, g_mean, g_var = cotangents
+    dtype, wide = x.dtype, _at_least_float32(x.dtype)
+    x, g = x.astype(wide), g.astype(wide)
     axes = tuple(range(x.ndim - 1))
     n = x.size // x.shape[-1]
     dy = jnp.where(out > 0, g, 0.0)
@@ -139,7 +210,7 @@ def _bn_relu_bwd(epsilon, residuals, cotangents):
     dx = (scale * inv / n) * (n * dy - d_bias - xhat * d_scale)
     # the batch statistics are outputs too (for the running averages): their gradients
     dx = dx + (g_mean + 2.0 * g_var * (x - mean)) / n
-    return dx, d_scale, d_bias
+    return dx.astype(dtype), d_scale, d_bias
 
 
 batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
@@ -147,7 +218,8 @@ batch_norm_relu.defvjp(_bn_relu_fwd, _bn_relu_bwd)
 
 class BatchNormReLU(nn.Module):
     """nn.BatchNorm(momentum, epsilon) then ReLU, with its parameters ("scale", "bias") and
-    batch statistics ("mean", "var"); training mode runs batch_norm_relu."""
+    batch statistics ("mean", "var"); training mode runs batch_norm_relu. Parameters and
+    statistics are float32; the output has the input's dtype (normalised in float32)."""
 
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -162,7 +234,7 @@ class BatchNormReLU(nn.Module):
         if not train:
             return _normalize_relu(
                 x, ra_mean.value, jax.lax.rsqrt(ra_var.value + self.epsilon), scale, bias
-            )
+            ).astype(x.dtype)
         out, mean, var = batch_norm_relu(x, scale, bias, self.epsilon)
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean

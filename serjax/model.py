@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -18,6 +19,9 @@ from serjax import layers
 from serjax.errors import SerjaxError
 
 NUM_BLOCKS = 6
+# The config field model.compute_dtype: what the layers compute in. Parameters, BatchNorm
+# statistics, the ECA weights and the logits (so the loss) stay float32 either way.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # He (Kaiming) normal, untruncated, fan-in: PyTorch's kaiming_normal_ default.
 he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
@@ -47,20 +51,30 @@ class ConvBlock(nn.Module):
 
     features: int
     conv_impl: str = "flax"  # a layers.RESOLVED_IMPLS value
+    dtype: Any = None  # computation dtype (None: the inputs' and parameters', float32)
 
     @nn.compact
     def __call__(self, x, train: bool):
         # momentum 0.9 here is PyTorch's 0.1: the running statistics move 10 % per step.
         if self.conv_impl == "flax":
             x = nn.Conv(
-                self.features, (3, 3), padding="SAME", kernel_init=he_normal, name="Conv_0"
+                self.features,
+                (3, 3),
+                padding="SAME",
+                kernel_init=he_normal,
+                dtype=self.dtype,
+                name="Conv_0",
             )(x)
             bn = nn.BatchNorm(
-                use_running_average=not train, momentum=0.9, epsilon=1e-5, name="BatchNorm_0"
+                use_running_average=not train,
+                momentum=0.9,
+                epsilon=1e-5,
+                dtype=self.dtype,
+                name="BatchNorm_0",
             )
             return nn.relu(bn(x))
         shifted_sum = self.conv_impl == "fused"
-        x = layers.Conv3x3(self.features, he_normal, shifted_sum, name="Conv_0")(x)
+        x = layers.Conv3x3(self.features, he_normal, shifted_sum, self.dtype, name="Conv_0")(x)
         return layers.BatchNormReLU(momentum=0.9, epsilon=1e-5, name="BatchNorm_0")(x, train)
 
 
@@ -80,7 +94,8 @@ class ECA(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        pooled = x.mean(axis=(1, 2))
+        # in float32 at least, whatever the blocks compute in (a no-op for float32 maps)
+        pooled = x.astype(jnp.promote_types(x.dtype, jnp.float32)).mean(axis=(1, 2))
         if self.batch_norm:
             # two-pass variance: the pooled channels' spread over a batch is small next to
             # their mean, and E[x²] − E[x]² in float32 cancels most of its digits
@@ -90,16 +105,18 @@ class ECA(nn.Module):
         kernel = self.param("kernel", _eca_kernel_init, (self.kernel_size,))
         weights = nn.sigmoid(channel_conv1d(pooled, kernel))
         self.sow("intermediates", "channel_weights", weights)
-        return x * weights[:, None, None, :]
+        return x * weights.astype(x.dtype)[:, None, None, :]
 
 
 class SERCNN(nn.Module):
     """Six conv blocks (avg-pool 2×2 after 1-5, global average after 6), ECA after the
     blocks in `eca_layers`, then Dense(C6) → ReLU → Dense(classes).
 
-    Input: [B, n_mels, frames] log-Mel features; output: [B, classes] logits. `conv_impl`:
-    the blocks' layers (serjax.layers.resolve_conv_impl; build_model resolves "auto" for the
-    backend when the model is built, a model made here directly when it is traced).
+    Input: [B, n_mels, frames] log-Mel features; output: [B, classes] float32 logits.
+    `conv_impl`: the blocks' layers (serjax.layers.resolve_conv_impl; build_model resolves
+    "auto" for the backend when the model is built, a model made here directly when it is
+    traced). `compute_dtype` (COMPUTE_DTYPES): what convolutions, normalisation outputs and
+    dense layers compute in; parameters, BatchNorm statistics and logits are float32.
     """
 
     num_classes: int
@@ -108,22 +125,27 @@ class SERCNN(nn.Module):
     eca_kernels: Sequence[int] = (7, 7)
     eca_batch_norm: bool = False
     conv_impl: str = "auto"
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         check_input_size(*x.shape[1:3], poolings=len(self.widths) - 1)
         impl = layers.resolve_conv_impl(self.conv_impl)
+        # float32: None, flax's dtype inference, as before the field existed (the same program)
+        dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
         x = x[..., None]
         kernels = dict(zip(self.eca_layers, self.eca_kernels))
         for block, width in enumerate(self.widths, start=1):
-            x = ConvBlock(width, impl, name=f"block{block}")(x, train)
+            x = ConvBlock(width, impl, dtype, name=f"block{block}")(x, train)
             if block in kernels:
                 x = ECA(kernels[block], self.eca_batch_norm, name=f"eca{block}")(x, train)
             if block < len(self.widths):
                 x = pool_2x2(x, impl)
         x = x.mean(axis=(1, 2))
-        x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, name="dense1")(x))
-        return nn.Dense(self.num_classes, kernel_init=he_normal, name="dense2")(x)
+        x = nn.relu(nn.Dense(self.widths[-1], kernel_init=he_normal, dtype=dtype, name="dense1")(x))
+        logits = nn.Dense(self.num_classes, kernel_init=he_normal, dtype=dtype, name="dense2")(x)
+        # the loss and the scores in float32 (float32 or wider inputs keep their logits)
+        return logits if dtype is None else logits.astype(jnp.float32)
 
 
 def check_input_size(n_mels: int, frames: int, poolings: int = NUM_BLOCKS - 1) -> None:
@@ -182,6 +204,12 @@ def build_model(model_cfg, num_classes: int) -> SERCNN:
         raise SerjaxError(
             f"config field model.conv_impl: {conv_impl!r}; use one of {layers.CONV_IMPLS}"
         )
+    # a config saved before the field existed computed in float32
+    compute_dtype = getattr(model_cfg, "compute_dtype", None) or "float32"
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise SerjaxError(
+            f"config field model.compute_dtype: {compute_dtype!r}; use one of {COMPUTE_DTYPES}"
+        )
     return SERCNN(
         num_classes=num_classes,
         widths=widths,
@@ -189,6 +217,7 @@ def build_model(model_cfg, num_classes: int) -> SERCNN:
         eca_kernels=kernels,
         eca_batch_norm=bool(model_cfg.eca_batch_norm),
         conv_impl=layers.resolve_conv_impl(conv_impl),
+        compute_dtype=compute_dtype,
     )
 
 

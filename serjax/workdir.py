@@ -17,7 +17,9 @@ from serjax.fileio import write_json
 ADDED_FIELDS = {
     "data.normalisation": "per_band",
     "model.conv_impl": "auto",
+    "model.compute_dtype": "float32",
     "train.scan_epoch": False,
+    "train.deterministic": False,
 }
 
 

@@ -5,6 +5,10 @@ which computes a convolution's weight gradient as a convolution whose window is 
 feature map, far slower here than XLA's Eigen convolution; serjax keeps YNNPACK for
 reductions only (results/bench/train.md, ablation). SERJAX_CPU_COMPILER=default compiles with
 XLA's defaults. Either way only float rounding can change, never the model or the data.
+On a GPU, compiler_options(deterministic=True) (the config field train.deterministic) adds
+XLA's xla_gpu_deterministic_ops: a debug option, which jax.jit's `compiler_options` sets for
+that one compilation (XLA_FLAGS=--xla_gpu_deterministic_ops=true would set it for the whole
+process). The CPU backend is deterministic without it, so there it adds nothing.
 
 host_allocator_state(): whether glibc backs malloc with huge pages in this process, for a
 run's provenance record. Asking for them restarts the program, so that is serjax.host's work,
@@ -21,6 +25,11 @@ from serjax.errors import SerjaxError
 
 # xla_cpu_experimental_ynn_fusion_type: which ops go to YNNPACK (here: reductions only)
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+# train.deterministic on a GPU: no non-deterministic ops (atomics in reductions and scatters)
+# and no autotuning (kernels chosen by timing them on the machine at compile time), so a run
+# repeats bit for bit on the same GPU and software; XLA refuses an op it cannot make so
+GPU_DETERMINISTIC_OPTIONS = {"xla_gpu_deterministic_ops": True}
+GPU_BACKENDS = ("gpu", "cuda", "rocm")
 
 
 @functools.cache
@@ -36,8 +45,10 @@ def _options_supported(options: tuple) -> bool:
         return False
 
 
-def compiler_options() -> dict | None:
-    """Compiler options for serjax's jitted steps on the current backend (None: XLA's defaults)."""
+def compiler_options(backend: str | None = None, deterministic: bool = False) -> dict | None:
+    """Compiler options for serjax's jitted steps on `backend` (default: JAX's default backend;
+    None: XLA's defaults). `deterministic` (train.deterministic): on a GPU backend, XLA's
+    deterministic ops (an error if this jaxlib does not know the option); elsewhere nothing."""
     import jax
 
     choice = os.environ.get("SERJAX_CPU_COMPILER", "").strip().lower() or "serjax"
@@ -46,10 +57,22 @@ def compiler_options() -> dict | None:
             f"environment variable SERJAX_CPU_COMPILER={choice!r}: use 'default' (XLA's "
             "options) or 'serjax' (unset: serjax's CPU options)"
         )
-    if choice == "default" or jax.default_backend() != "cpu":
-        return None
-    items = tuple(sorted(CPU_COMPILER_OPTIONS.items()))
-    return dict(items) if _options_supported(items) else None
+    current = jax.default_backend()
+    backend = backend or current
+    options = {}
+    if choice == "serjax" and backend == "cpu":
+        items = tuple(sorted(CPU_COMPILER_OPTIONS.items()))
+        if backend != current or _options_supported(items):
+            options.update(items)
+    if deterministic and backend in GPU_BACKENDS:
+        items = tuple(sorted(GPU_DETERMINISTIC_OPTIONS.items()))
+        if backend == current and not _options_supported(items):
+            raise SerjaxError(
+                "config field train.deterministic: this jaxlib's XLA does not accept "
+                f"{dict(items)}; set train.deterministic=False"
+            )
+        options.update(items)
+    return options or None
 
 
 def _thp_mode() -> str | None:

@@ -186,3 +186,32 @@ def test_launch_names_a_bad_malloc_setting_in_one_line():
         "serjax: error: environment variable SERJAX_MALLOC='fast': use one of ('hugepages', "
         "'default') (unset: hugepages)"
     ]
+
+
+def test_deterministic_adds_xla_deterministic_ops_on_a_gpu_only(monkeypatch):
+    """train.deterministic: XLA's deterministic GPU ops on a GPU backend, nothing on the CPU
+    (deterministic already); the CPU's own options stay as they are."""
+    det = xla_options.GPU_DETERMINISTIC_OPTIONS
+    assert det == {"xla_gpu_deterministic_ops": True}
+    assert xla_options.compiler_options("gpu", deterministic=True) == det
+    assert xla_options.compiler_options("cuda", deterministic=True) == det
+    assert xla_options.compiler_options("gpu") is None
+    assert xla_options.compiler_options("tpu", deterministic=True) is None
+    cpu = xla_options.compiler_options("cpu")
+    assert xla_options.compiler_options("cpu", deterministic=True) == cpu
+    if jax.default_backend() == "cpu":
+        assert xla_options.compiler_options() == cpu
+    # the option is one this jaxlib's compiler accepts (its debug options are every backend's)
+    assert xla_options._options_supported(tuple(det.items()))
+    monkeypatch.setenv("SERJAX_CPU_COMPILER", "default")
+    assert xla_options.compiler_options("cpu", deterministic=True) is None
+    assert xla_options.compiler_options("gpu", deterministic=True) == det
+
+
+def test_the_deterministic_field_is_accepted():
+    from serjax.configlib import base_config
+
+    config = base_config()
+    assert config.train.deterministic is False
+    config.train.deterministic = True  # a bool field: the command line's --config.train.…=True
+    assert config.train.deterministic is True

@@ -242,3 +242,92 @@ def test_every_conv_impl_is_the_same_model(eca_batch_norm):
     _scaled_close(grads[0], grads[1], 1e-3 if eca_batch_norm else 1e-4)
     if jax.default_backend() == "cpu":
         _close(runs["auto"], fused_run, rtol=0, atol=0)
+
+
+def _grouped_convolutions(jaxpr) -> int:
+    """Convolutions whose feature_group_count is above 1 (JAX's batching of a convolution
+    whose activations and kernel are both batched)."""
+    import re
+
+    return sum(int(g) > 1 for g in re.findall(r"feature_group_count=(\d+)", str(jaxpr)))
+
+
+@pytest.mark.parametrize("channels_in", [1, 3])
+def test_conv3x3_under_vmap_over_seeds_is_the_per_seed_convolution(channels_in):
+    """jax.vmap over seeds (activations, kernel and output cotangent each per seed): forward,
+    input and kernel gradients equal to each seed's own, with no grouped convolution; the
+    shared-input case (evaluation: one batch, a kernel per seed) too."""
+    from serjax.layers import _conv, conv3x3, single_channel_conv3x3
+
+    S = 3
+    x = jnp.asarray(RNG.normal(size=(S, 2, 7, 10, channels_in)), jnp.float32)
+    k = jnp.asarray(RNG.normal(size=(S, 3, 3, channels_in, 5)), jnp.float32)
+    cot = jnp.asarray(RNG.normal(size=(S, 2, 7, 10, 5)), jnp.float32)
+    convs = [conv3x3] + ([single_channel_conv3x3] if channels_in == 1 else [])
+    for conv in convs:
+
+        def loss(x_, k_, c_, conv=conv):
+            return jnp.sum(conv(x_, k_) ** 2 * c_)  # a cotangent that depends on the seed
+
+        grads = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))
+        per_seed = [jax.jit(jax.grad(loss, argnums=(0, 1)))(x[s], k[s], cot[s]) for s in range(S)]
+        _close(grads(x, k, cot), jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_seed))
+        _close(jax.jit(jax.vmap(conv))(x, k), jnp.stack([conv(x[s], k[s]) for s in range(S)]))
+        vmapped_grad = jax.make_jaxpr(jax.vmap(jax.grad(loss, (0, 1))))(x, k, cot)
+        assert _grouped_convolutions(vmapped_grad) == 0
+        # the check has teeth: JAX's own batching of the plain convolution groups it
+        plain = lambda x_, k_, c_: jnp.sum(_conv(x_, k_) ** 2 * c_)  # noqa: E731
+        assert _grouped_convolutions(jax.make_jaxpr(jax.vmap(jax.grad(plain, (0, 1))))(x, k, cot))
+        # one input for every seed's kernel
+        shared = jax.vmap(conv, in_axes=(None, 0))(x[0], k)
+        _close(shared, jnp.stack([conv(x[0], k[s]) for s in range(S)]))
+    # nested vmaps (seeds × something else) keep the per-index rule
+    nested = jax.vmap(jax.vmap(conv3x3))(x[None].repeat(2, 0), k[None].repeat(2, 0))
+    _close(nested[1], jax.vmap(conv3x3)(x, k))
+
+
+def _tiny_trainer_run(strategy, steps=3):
+    """Per-step stats, parameters, batch statistics and eval logits of 2 seeds trained
+    together (plain SGD: Adam turns rounding noise in the conv biases' gradients, zero in
+    exact arithmetic, into ±lr steps)."""
+    import optax
+
+    from serjax.data import FoldData
+    from serjax.model import SERCNN
+    from serjax.seeds import seed_keys
+    from serjax.train import Trainer
+
+    rng = np.random.default_rng(11)
+    U, shape = 24, (32, 41)
+    data = FoldData.of(
+        rng.normal(size=(U, *shape)).astype(np.float16),
+        rng.integers(0, 4, U).astype(np.int32),
+        np.zeros(shape[0], np.float32),
+        np.ones(shape[0], np.float32),
+        np.ones(4, np.float32),
+    )
+    model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    trainer = Trainer(model, tx, 2.0, strategy)
+    states = trainer.init(seed_keys([0, 1], 0), shape)
+    rows = [jnp.asarray(rng.integers(0, U, (2, 8))) for _ in range(steps)]
+    grouped = _grouped_convolutions(
+        trainer.train_step.lower(states, rows[0], data, jnp.float32(0.1)).as_text()
+    ) + _grouped_convolutions(trainer.eval_step.lower(states, rows[0][0], data).as_text())
+    stats = []
+    for r in rows:
+        states, s = trainer.train_step(states, r, data, jnp.float32(0.1))
+        stats.append(s)
+    logits = trainer.predict(states, data, np.arange(U), 16)
+    return (stats, states.params, states.batch_stats, logits), grouped
+
+
+def test_a_vmapped_train_step_over_two_seeds_equals_unroll():
+    """train.seed_strategy=vmap (jax.vmap of the single-seed train step) and unroll: the same
+    losses, parameters, statistics and predictions within float32 tolerance, and the vmapped
+    steps have no grouped convolution."""
+    vmapped, grouped = _tiny_trainer_run("vmap")
+    unrolled, _ = _tiny_trainer_run("unroll")
+    assert grouped == 0
+    for a, b in zip(vmapped, unrolled):
+        _close(a, b, rtol=1e-4, atol=1e-5)

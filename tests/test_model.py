@@ -217,3 +217,67 @@ def test_bad_model_fields_name_themselves():
         build_model(model_cfg(eca_kernel=4), 4)
     with pytest.raises(SerjaxError, match="model.base_widths"):
         build_model(model_cfg(base_widths=(8, 16)), 4)
+
+
+@pytest.mark.parametrize("conv_impl", ["auto", "flax"])
+def test_bfloat16_compute_keeps_parameters_statistics_and_logits_float32(conv_impl):
+    """model.compute_dtype=bfloat16: the same parameter tree, float32 parameters, batch
+    statistics, gradients and logits; logits finite and close to float32's (bfloat16 keeps
+    8 bits of mantissa: a few per cent of the logits' scale after six blocks)."""
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((4, 32, 48)), jnp.float32)
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        model = build_model(model_cfg(conv_impl=conv_impl, compute_dtype=dtype), 4)
+        assert model.compute_dtype == dtype
+        variables = model.init(jax.random.PRNGKey(0), x)
+
+        def loss(params, model=model, variables=variables):
+            logits, upd = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]},
+                x,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return jnp.sum(logits**2), (logits, upd)
+
+        (_, (logits, upd)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(
+            variables["params"]
+        )
+        runs[dtype] = variables, logits, upd, grads, jax.jit(model.apply)(variables, x)
+    f32, bf16 = runs["float32"], runs["bfloat16"]
+    # same initial parameters and statistics: checkpoints move between the two
+    for a, b in zip(jax.tree_util.tree_leaves(f32[0]), jax.tree_util.tree_leaves(bf16[0])):
+        np.testing.assert_array_equal(a, b)
+    for leaf in jax.tree_util.tree_leaves(bf16):
+        assert leaf.dtype == jnp.float32
+    for train_logits, eval_logits in ((f32[1], f32[4]), (bf16[1], bf16[4])):
+        assert np.isfinite(np.asarray(train_logits)).all()
+        assert np.isfinite(np.asarray(eval_logits)).all()
+    for a, b in ((f32[1], bf16[1]), (f32[4], bf16[4])):
+        assert float(jnp.abs(a - b).max()) < 0.05 * float(jnp.abs(a).max())
+    # and it does compute in bfloat16: not float32's logits bit for bit
+    assert float(jnp.abs(f32[1] - bf16[1]).max()) > 0
+    # the gradient points the same way (its error: bfloat16 cotangents through six
+    # BatchNorms, whose backward pass cancels large terms; serjax.layers' BatchNorm runs that
+    # pass in float32, flax's partly in bfloat16)
+    flat = [
+        jnp.concatenate(
+            [
+                g.ravel()
+                for path, g in jax.tree_util.tree_leaves_with_path(run[3])
+                # zero in exact arithmetic (a BatchNorm follows): rounding only
+                if not jax.tree_util.keystr(path).endswith("['Conv_0']['bias']")
+            ]
+        )
+        for run in (f32, bf16)
+    ]
+    cosine = float(flat[0] @ flat[1] / jnp.linalg.norm(flat[0]) / jnp.linalg.norm(flat[1]))
+    assert cosine > (0.99 if conv_impl == "auto" else 0.9), cosine
+
+
+def test_compute_dtype_is_checked_and_defaults_to_float32():
+    with pytest.raises(SerjaxError, match="config field model.compute_dtype: 'float16'"):
+        build_model(model_cfg(compute_dtype="float16"), 4)
+    # a config saved before the field existed computes in float32
+    assert build_model(model_cfg(), 4).compute_dtype == "float32"
+    assert build_model(model_cfg(), 4) == build_model(model_cfg(compute_dtype="float32"), 4)
