@@ -159,7 +159,7 @@ def trainer_for(model, train_cfg) -> Trainer:
     adam_args = tuple(
         float(train_cfg[f]) for f in ("learning_rate", "adam_b1", "adam_b2", "adam_eps")
     )
-    options = compiler_options()
+    options = compiler_options(deterministic=bool(train_cfg.get("deterministic", False)))
     return _cached_trainer(
         model,
         adam_args,
