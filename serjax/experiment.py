@@ -72,15 +72,22 @@ class Run:
 
 
 def prepare(
-    config, workdir: Path, progress: bool = True, on_device: bool = True, record: bool = True
+    config,
+    workdir: Path,
+    progress: bool = True,
+    on_device: bool = True,
+    record: bool = True,
+    spec: Resolved | None = None,
 ) -> Run:
     """Resolve the config, read the corpus, fill the feature cache, assign folds and (with
     `on_device`) put the data on the device and get the jitted steps. Everything a config
     can get wrong is checked before the features are extracted. `record` writes
-    corpus.json (a fold task reopening a started run does not)."""
-    spec = resolve(config)
+    corpus.json (a fold task reopening a started run does not). `spec`: the config already
+    resolved (and its cache folder checked) by `start`."""
+    if spec is None:
+        spec = resolve(config)
+        check_cache_dir(config.cache_dir)
     settings = features.FeatureSettings.from_config(config.features)
-    check_cache_dir(config.cache_dir)
     listing = load_corpus(config.data, config.cache_dir, progress=progress)
     check_corpus(workdir, listing.utterances, record=record)  # before anything is rewritten
     if record:
@@ -284,12 +291,12 @@ def start(config, workdir: Path, progress: bool = True, on_device: bool = True):
     """(Run, WallClock) of a run about to train: the workdir checked against the config, the
     corpus read, folds assigned, feature caches filled."""
     workdir = Path(workdir)
-    resolve(config)  # a bad field or cache folder stops before the workdir is written
+    spec = resolve(config)  # a bad field or cache folder stops before the workdir is written
     check_cache_dir(config.cache_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_workdir_config(config, workdir)
     clock = WallClock(workdir / "wall_time.json")
-    return prepare(config, workdir, progress, on_device=on_device), clock
+    return prepare(config, workdir, progress, on_device=on_device, spec=spec), clock
 
 
 def unfinished_folds(run: Run) -> list[int]:

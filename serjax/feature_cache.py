@@ -21,6 +21,7 @@ from serjax import features, locks
 from serjax.audio import load_fixed
 from serjax.corpora.records import Utterance
 from serjax.errors import SerjaxError
+from serjax.fileio import write_problem
 
 _CHUNK = 256  # utterances read and transformed at a time; bounds memory during extraction
 
@@ -166,14 +167,10 @@ def check_cache_dir(cache_dir) -> None:
     """The cache folder (generated corpora, features) must be writable: one line naming
     it and what sets it, before any work."""
     folder = Path(cache_dir).expanduser()
-    probe = folder / f".write-test-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
+    problem = write_problem(folder)
+    if problem:
         raise SerjaxError(
-            f"cache directory {folder} cannot be written ({err.strerror}); it is the config "
+            f"cache directory {folder} cannot be written ({problem}); it is the config "
             "field cache_dir, by default $SERJAX_CACHE or ~/.cache/serjax: set either to a "
             "writable folder"
         ) from None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from serjax import experiment, locks
 from serjax.errors import SerjaxError
+from serjax.fileio import write_problem
 from serjax.tasks import FAULT_HOOK, Job, fold_task
 from serjax.workdir import machine_fields
 
@@ -96,16 +97,13 @@ class _Started:
     run: experiment.Run
     clock: object
     results: dict  # fold index -> result
+    summary: dict | None = None  # once every fold is done
 
 
 def _check_writable(job: Job) -> None:
-    probe = job.workdir / f".write-test-{time.time_ns()}"
-    try:
-        job.workdir.mkdir(parents=True, exist_ok=True)
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise SerjaxError(f"--workdir {job.workdir}: cannot write there ({err.strerror})") from None
+    problem = write_problem(job.workdir)
+    if problem:
+        raise SerjaxError(f"--workdir {job.workdir}: cannot write there ({problem})")
 
 
 def execute_on_ray(jobs: list[Job], executor_cfg, progress: bool, on_finished) -> list[dict]:
@@ -226,7 +224,7 @@ def _metric_lines(path: Path) -> int:
 
 
 def _finish_if_complete(entry: _Started, on_finished) -> None:
-    if hasattr(entry, "summary") or len(entry.results) < len(entry.run.fold_names):
+    if entry.summary is not None or len(entry.results) < len(entry.run.fold_names):
         return
     results = [entry.results[k] for k in range(len(entry.run.fold_names))]
     entry.summary = experiment.finish(entry.run, results, entry.clock)
