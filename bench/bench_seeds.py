@@ -7,10 +7,14 @@ steps of S stacked seeds (serjax's real `train_step` through `serjax.train.train
 on the device as bench/bench_train.py sets it up: a float16 [U, 64, 601] table, batch 32):
 
 - `unroll`: the S single-seed steps written out in one program (`auto`);
-- `vmap`: jax.vmap of the single-seed step, serjax's convolutions batched by their own rule
-  (serjax.layers.conv3x3: one plain convolution per seed, forward and both gradients);
-- `vmap_grouped`: the same vmap with that rule switched off for this contender's trace (JAX's
-  own batching: grouped convolutions, what `vmap` ran before the rule existed).
+- `vmap`: jax.vmap of the single-seed step, as `train.seed_strategy=vmap` runs it: the step's
+  own vmap rule (serjax.train, through serjax.batching) runs one step per seed on its slice of
+  the stacked state;
+- `vmap_conv_rule`: the same without the step's rule (switched off for this contender's
+  trace), only the convolutions' own (serjax.layers.conv3x3: one plain convolution per seed
+  on slices of the stacked activations); what `vmap` ran before the step's rule existed;
+- `vmap_grouped`: neither rule (JAX's own batching: grouped convolutions, what `vmap` ran
+  before either existed).
 
 Rates are medians over rounds; ratios are medians of the per-round (paired) ratios. Writes
 seeds.json and seeds.md to --out.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import time
 from pathlib import Path
@@ -30,7 +35,7 @@ from machine import command_line, loadavg, machine_info, utc_now, write_outputs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONTENDERS = ("unroll", "vmap", "vmap_grouped")
+CONTENDERS = ("unroll", "vmap", "vmap_conv_rule", "vmap_grouped")
 
 
 @contextlib.contextmanager
@@ -59,8 +64,23 @@ def grouped_convolutions():
         layers.conv3x3, layers.single_channel_conv3x3 = saved
 
 
+@contextlib.contextmanager
+def without_step_rule():
+    """serjax.train's steps without their own vmap rule (JAX's batching of the step, the
+    convolutions' rules left as they are), while a step is traced."""
+    from serjax import train
+
+    saved = train._train_fn, train._eval_fn
+    train._train_fn = functools.partial(train._train_fn, rule=False)
+    train._eval_fn = functools.partial(train._eval_fn, rule=False)
+    try:
+        yield
+    finally:
+        train._train_fn, train._eval_fn = saved
+
+
 def contender(name: str, data, S: int, args, clock):
-    if name == "vmap_grouped":
+    if name in ("vmap_conv_rule", "vmap_grouped"):
         # a Trainer of its own (trainer_for would hand back the cached vmap one, already traced)
         import optax
 
@@ -78,7 +98,10 @@ def contender(name: str, data, S: int, args, clock):
         trainer = Trainer(
             build_model(cfg.model, bt.NUM_CLASSES), tx, t.focal_gamma, "vmap", compiler_options()
         )
-        with grouped_convolutions():  # the first step traces and compiles
+        with contextlib.ExitStack() as stack:  # the first step traces and compiles
+            stack.enter_context(without_step_rule())
+            if name == "vmap_grouped":
+                stack.enter_context(grouped_convolutions())
             made = bt.JaxSeeds(name, trainer, data, S, args.batch_size, clock)
             made.grouped = grouped_convolution_count(made)
         return made
@@ -162,15 +185,14 @@ def markdown(res: dict) -> str:
         "",
         "- `unroll`: the S single-seed steps written out in one jitted program "
         "(`train.seed_strategy=auto`).",
-        "- `vmap`: `jax.vmap` of the single-seed step; serjax.layers.conv3x3's vmap rule runs "
-        "one plain convolution per seed (forward, input and kernel gradients).",
-        "- `vmap_grouped`: the same without that rule (JAX's batching makes each convolution a "
-        "grouped one, feature_group_count = S): what `vmap` ran before.",
-        "- What `vmap` still pays on the CPU: each seed's input map is sliced out of the stacked "
-        "array before its convolution, and the S outputs are stacked back after it (copies "
-        "XLA's CPU backend cannot avoid: a convolution reads and writes whole buffers), "
-        "in the forward pass and both gradients, where `unroll` keeps every seed's maps "
-        "apart throughout.",
+        "- `vmap`: `jax.vmap` of the single-seed step (`train.seed_strategy=vmap`); the step's "
+        "vmap rule (serjax.batching) runs one step per seed on its slice of the stacked state, "
+        "outputs stacked: the program `unroll` writes.",
+        "- `vmap_conv_rule`: the same without the step's rule, only serjax.layers.conv3x3's: "
+        "one plain convolution per seed, but each seed's maps sliced out of stacked arrays "
+        "before every convolution and stacked back after it (copies `unroll` never makes).",
+        "- `vmap_grouped`: neither rule (JAX's batching makes each convolution a grouped one, "
+        "feature_group_count = S).",
         "- Compile seconds (trace, lowering, XLA) of the first step, and grouped convolutions "
         "in it (feature_group_count > 1): "
         + "; ".join(

@@ -16,8 +16,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.custom_batching import custom_vmap
 
+from serjax.batching import per_index_when_batched
 from serjax.errors import SerjaxError
 
 # The config field model.conv_impl: "flax" (plain linen), "fused" (these layers in every block,
@@ -67,30 +67,12 @@ def _conv_kernel_grad(x, g):
     return jax.linear_transpose(lambda k: _conv(x, k), k_shape)(g)[0]
 
 
-def _per_seed_when_both_batched(fn):
-    """fn(a, b), a convolution of two arrays, with a vmap rule: where both are batched (a vmap
-    over seeds: each seed its activations and its kernel), one call per index, stacked; where
-    one is, JAX's own batching (the axis folded into the batch or the feature dimension).
-
-    JAX batches a convolution of two batched operands as one grouped convolution (the axis
-    folded into the channels, feature_group_count = S), which XLA runs far slower than S
-    plain ones on the CPU and GPU (results/bench/seeds.md)."""
-    batched_fn = custom_vmap(fn)
-
-    @batched_fn.def_vmap
-    def rule(axis_size, in_batched, a, b):
-        if all(in_batched):
-            return jnp.stack([batched_fn(a[i], b[i]) for i in range(axis_size)]), True
-        if not any(in_batched):
-            return batched_fn(a, b), False
-        return jax.vmap(fn, in_axes=tuple(0 if i else None for i in in_batched))(a, b), True
-
-    return batched_fn
-
-
-_conv_per_seed = _per_seed_when_both_batched(_conv)
-_conv_input_grad_per_seed = _per_seed_when_both_batched(_conv_input_grad)
-_conv_kernel_grad_per_seed = _per_seed_when_both_batched(_conv_kernel_grad)
+# both operands batched (a vmap over seeds): one plain convolution per seed, where JAX would
+# fold the seeds into the channels of one grouped convolution (feature_group_count = S); one
+# operand batched: JAX's own batching (the axis folded into the batch or feature dimension)
+_conv_per_seed = per_index_when_batched(_conv, 2)
+_conv_input_grad_per_seed = per_index_when_batched(_conv_input_grad, 2)
+_conv_kernel_grad_per_seed = per_index_when_batched(_conv_kernel_grad, 2)
 
 
 @jax.custom_vjp

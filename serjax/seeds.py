@@ -1,17 +1,14 @@
 """Several seeds in one jitted step: a function of one seed's arguments lifted to stacked
 per-seed arguments (axis 0). How (`train.seed_strategy`), measured in results/bench/train.md,
 results/bench/seeds.md and results/bench/gpu.md: `unroll` writes the S single-seed
-computations out in one program (the default); `vmap` (jax.vmap; serjax's convolutions carry
-a vmap rule, serjax.layers.conv3x3, that keeps them one plain convolution per seed where JAX
-would emit grouped ones: 0.48-0.70× unroll on the CPU, 0.08-0.19× of S separate runs on an
-H200); `map` (lax.map, a loop); `chunks` (unroll over at most SEED_CHUNK seeds per call).
+computations out in one program (the default); `vmap` (jax.vmap); `map` (lax.map, a loop);
+`chunks` (unroll over at most SEED_CHUNK seeds per call).
 
-On the CPU `vmap` now trains at 0.78-0.94× `unroll`'s speed for S = 2, 4, 8 at n = 1
-(0.48-0.70× without the rule; results/bench/seeds.md, two runs): the rest is copies, each
-seed's maps sliced out of the stacked arrays before its convolutions and their outputs
-stacked back, which `unroll` never makes. So `auto` stays `unroll` (the same program, bit for
-bit, as before the rule existed). A vmapped step compiles faster for large S (10 against
-16 s at S = 8, n = 1).
+serjax's steps carry a vmap rule (serjax.train, serjax.batching): a jax.vmap of a step over
+stacked seeds runs one step per seed, so `vmap` compiles to `unroll`'s program and trains
+as fast, with equal results. Without it JAX would batch each convolution into a grouped one
+(0.53-0.65× `unroll` on the CPU, 0.08-0.19× on an H200); serjax's convolutions have a rule
+of their own for a user's vmap of other code around the model (0.88-0.91× on the CPU).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from flax.training import train_state
 from tqdm.auto import tqdm
 
 from serjax import selection
+from serjax.batching import per_index_when_batched
 from serjax.checkpoints import FoldCheckpoints
 from serjax.data import FoldData
 from serjax.errors import SerjaxError
@@ -45,12 +46,8 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
     )
 
 
-def train_step(state: TrainState, rows, data: FoldData, lr, *, model, gamma: float):
-    """One Adam step of one seed on the table rows `rows` [B]: weighted focal loss, BatchNorm
-    statistics updated, learning rate `lr` (the epoch's). Returns the new state and
-    [loss, correct predictions]."""
-    x = data.inputs(rows)
-    y = data.labels[rows]
+def _one_seed_train_step(state: TrainState, rows, data: FoldData, lr, *, model, gamma: float):
+    x, y = data.inputs(rows), data.labels[rows]
 
     def loss_fn(params):
         variables = {"params": params, "batch_stats": state.batch_stats}
@@ -65,11 +62,39 @@ def train_step(state: TrainState, rows, data: FoldData, lr, *, model, gamma: flo
     return state, jnp.stack([loss, correct.astype(jnp.float32)])
 
 
+def _one_seed_logits(state: TrainState, rows, data: FoldData, *, model):
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return model.apply(variables, data.inputs(rows))
+
+
+# The steps' vmap rules (serjax.batching): under a vmap over seeds (each seed its state) one
+# step per seed on its slice of the state, outputs stacked, which is the program `unroll`
+# writes; no seed's feature maps are ever stacked with another's. rule=False: JAX's own
+# batching (for benchmarks and tests).
+@functools.lru_cache(maxsize=16)
+def _train_fn(model, gamma: float, rule: bool = True) -> Callable:
+    fn = functools.partial(_one_seed_train_step, model=model, gamma=gamma)
+    return per_index_when_batched(fn, 2) if rule else fn
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_fn(model, rule: bool = True) -> Callable:
+    fn = functools.partial(_one_seed_logits, model=model)
+    return per_index_when_batched(fn, 1) if rule else fn
+
+
+def train_step(state: TrainState, rows, data: FoldData, lr, *, model, gamma: float):
+    """One Adam step of one seed on the table rows `rows` [B]: weighted focal loss, BatchNorm
+    statistics updated, learning rate `lr` (the epoch's). Returns the new state and
+    [loss, correct predictions]. A jax.vmap of it over stacked states and rows runs one step
+    per seed (its vmap rule), as fast as `unroll` and equal to it."""
+    return _train_fn(model, gamma)(state, rows, data, lr)
+
+
 def eval_step(state: TrainState, rows, data: FoldData, *, model):
-    """Logits [B, classes] of one seed's model (BatchNorm on its running statistics)."""
-    return model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats}, data.inputs(rows)
-    )
+    """Logits [B, classes] of one seed's model (BatchNorm on its running statistics); under a
+    vmap over seeds one forward pass per seed."""
+    return _eval_fn(model)(state, rows, data)
 
 
 def eca_step(state: TrainState, rows, data: FoldData, *, model) -> dict:

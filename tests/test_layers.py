@@ -2,6 +2,9 @@
 outputs, gradients and updated state, layer by layer and as the whole model chosen by the
 config field model.conv_impl."""
 
+import collections
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -286,16 +289,12 @@ def test_conv3x3_under_vmap_over_seeds_is_the_per_seed_convolution(channels_in):
     _close(nested[1], jax.vmap(conv3x3)(x, k))
 
 
-def _tiny_trainer_run(strategy, steps=3):
-    """Per-step stats, parameters, batch statistics and eval logits of 2 seeds trained
-    together (plain SGD: Adam turns rounding noise in the conv biases' gradients, zero in
-    exact arithmetic, into ±lr steps)."""
+def _tiny_setup():
+    """A tiny model, its SGD trainer's pieces and a fold's data (24 rows of 32 × 41)."""
     import optax
 
     from serjax.data import FoldData
     from serjax.model import SERCNN
-    from serjax.seeds import seed_keys
-    from serjax.train import Trainer
 
     rng = np.random.default_rng(11)
     U, shape = 24, (32, 41)
@@ -308,26 +307,92 @@ def _tiny_trainer_run(strategy, steps=3):
     )
     model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
     tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    return rng, data, model, tx, shape
+
+
+def _tiny_trainer_run(strategy, steps=3):
+    """Per-step stats, parameters, batch statistics and eval logits of 2 seeds trained
+    together (plain SGD: Adam turns rounding noise in the conv biases' gradients, zero in
+    exact arithmetic, into ±lr steps)."""
+    from serjax.seeds import seed_keys
+    from serjax.train import Trainer
+
+    rng, data, model, tx, shape = _tiny_setup()
     trainer = Trainer(model, tx, 2.0, strategy)
     states = trainer.init(seed_keys([0, 1], 0), shape)
-    rows = [jnp.asarray(rng.integers(0, U, (2, 8))) for _ in range(steps)]
-    grouped = _grouped_convolutions(
-        trainer.train_step.lower(states, rows[0], data, jnp.float32(0.1)).as_text()
-    ) + _grouped_convolutions(trainer.eval_step.lower(states, rows[0][0], data).as_text())
+    rows = [jnp.asarray(rng.integers(0, data.labels.shape[0], (2, 8))) for _ in range(steps)]
+    compiled = trainer.train_step.lower(states, rows[0], data, jnp.float32(0.1)).compile()
+    grouped = _grouped_convolutions(compiled.as_text()) + _grouped_convolutions(
+        trainer.eval_step.lower(states, rows[0][0], data).as_text()
+    )
+    ops = collections.Counter(re.findall(r"= \S+ ([a-z-]+)\(", compiled.as_text()))
     stats = []
     for r in rows:
         states, s = trainer.train_step(states, r, data, jnp.float32(0.1))
         stats.append(s)
-    logits = trainer.predict(states, data, np.arange(U), 16)
-    return (stats, states.params, states.batch_stats, logits), grouped
+    logits = trainer.predict(states, data, np.arange(data.labels.shape[0]), 16)
+    return (stats, states.params, states.batch_stats, logits), grouped, ops
 
 
 def test_a_vmapped_train_step_over_two_seeds_equals_unroll():
-    """train.seed_strategy=vmap (jax.vmap of the single-seed train step) and unroll: the same
-    losses, parameters, statistics and predictions within float32 tolerance, and the vmapped
-    steps have no grouped convolution."""
-    vmapped, grouped = _tiny_trainer_run("vmap")
-    unrolled, _ = _tiny_trainer_run("unroll")
+    """train.seed_strategy=vmap (jax.vmap of the single-seed train step) and unroll: the
+    step's vmap rule makes them one program (XLA's compiled ops counted alike, no grouped
+    convolution), so losses, parameters, statistics and predictions agree bit for bit on the
+    CPU."""
+    vmapped, grouped, vmap_ops = _tiny_trainer_run("vmap")
+    unrolled, _, unroll_ops = _tiny_trainer_run("unroll")
     assert grouped == 0
+    assert vmap_ops == unroll_ops and sum(vmap_ops.values()) > 1000
+    exact = jax.default_backend() == "cpu"
     for a, b in zip(vmapped, unrolled):
-        _close(a, b, rtol=1e-4, atol=1e-5)
+        _close(a, b, rtol=0 if exact else 1e-4, atol=0 if exact else 1e-5)
+
+
+def _stacked_activations(jaxpr_text: str, seeds: int, batch: int) -> int:
+    """Rank-5 arrays [seeds, batch, ...]: a batch of feature maps stacked across seeds."""
+    import re
+
+    return len(re.findall(rf"\[{seeds},{batch},\d+,\d+,\d+\]", jaxpr_text))
+
+
+def test_a_users_vmap_of_the_steps_never_stacks_seeds_activations():
+    """A user's own jax.vmap of serjax's train and eval steps over stacked seeds: each
+    seed's forward and backward pass runs on its own (serjax.train's vmap rule), so no
+    feature map is stacked across seeds, and the results equal each seed's own step. With
+    JAX's own batching of the same pass (the rule off), stacked maps appear."""
+    import functools
+
+    from serjax import train
+    from serjax.seeds import seed_keys
+
+    rng, data, model, tx, shape = _tiny_setup()
+    trainer = train.Trainer(model, tx, 2.0, "unroll")
+    states = trainer.init(seed_keys([0, 1, 2], 0), shape)
+    rows = jnp.asarray(rng.integers(0, data.labels.shape[0], (3, 8)))
+    lr = jnp.float32(0.1)
+    step = functools.partial(train.train_step, model=model, gamma=2.0)
+    evaluate = functools.partial(train.eval_step, model=model)
+    vstep = jax.vmap(step, in_axes=(0, 0, None, None))
+    veval = jax.vmap(evaluate, in_axes=(0, None, None))
+    assert _stacked_activations(str(jax.make_jaxpr(vstep)(states, rows, data, lr)), 3, 8) == 0
+    assert _stacked_activations(str(jax.make_jaxpr(veval)(states, rows[0], data)), 3, 8) == 0
+    new_states, stats = jax.jit(vstep)(states, rows, data, lr)
+    for s in range(3):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[s], states)
+        own_state, own_stats = jax.jit(step)(one, rows[s], data, lr)
+        _close(stats[s], own_stats)
+        _close(jax.tree_util.tree_map(lambda a, s=s: a[s], new_states.params), own_state.params)
+    # the check has teeth: JAX's own batching of the pass stacks every seed's maps (fresh
+    # functions: JAX keeps the traces of the ones above)
+    saved = train._train_fn, train._eval_fn
+    train._train_fn = functools.partial(train._train_fn, rule=False)
+    train._eval_fn = functools.partial(train._eval_fn, rule=False)
+    try:
+        vstep = jax.vmap(
+            functools.partial(train.train_step, model=model, gamma=2.0), (0, 0, None, None)
+        )
+        veval = jax.vmap(functools.partial(train.eval_step, model=model), (0, None, None))
+        assert _stacked_activations(str(jax.make_jaxpr(vstep)(states, rows, data, lr)), 3, 8)
+        assert _stacked_activations(str(jax.make_jaxpr(veval)(states, rows[0], data)), 3, 8)
+    finally:
+        train._train_fn, train._eval_fn = saved
