@@ -133,10 +133,12 @@ def markdown(out: Path) -> str:
         parts["seeds"]["command"] = f"{probe['command']}`, then `{parts['seeds']['command']}"
     elif probe:
         parts["seeds"] = probe
+    parts["levers"] = _load(out, "levers")
     first = next((p for p in parts.values() if p), None)
     if first is None:
         return "# serjax on an accelerator\n\nNo measurements yet.\n"
     dev = first.get("device", {})
+    dev = {"device": dev} if isinstance(dev, str) else dev  # gpu-levers.json: one string
     lines = [
         f"# serjax on an accelerator: {dev.get('device', '?')} ({dev.get('backend', '?')})",
         "",
@@ -204,6 +206,14 @@ def markdown(out: Path) -> str:
             lines.append(
                 "- The finished folds' scores and every epoch's metrics: "
                 "results/gpu-default-partial/"
+            )
+        if run.get("levers"):
+            lv = run["levers"]
+            lines.append(
+                f"- Levers ([`gpu-levers.md`](gpu-levers.md)): overrides "
+                f"{lv['overrides'] or 'none'}, XLA_FLAGS {' '.join(lv['xla_flags']) or 'none'}, "
+                f"{lv['units_used']} unit(s) in flight"
+                + (f" ({lv['units_unused_why']})" if lv.get("units_unused_why") else "")
             )
         if run.get("summary"):
             s = run["summary"]

@@ -1,6 +1,6 @@
 """Everything the performance issue asks of a GPU, in one prepared command with a time budget.
 
-    python bench/gpu_session.py --out DIR [--budget-s 560] [--quick]
+    python bench/gpu_session.py --out DIR [--budget-s 540] [--quick]
 
 A GPU is lent for minutes at a time, so this runs, in order, and within --budget-s:
 1. environment: nvidia-smi, versions, JAX's devices (env.json); a CPU smoke test of
@@ -8,24 +8,28 @@ A GPU is lent for minutes at a time, so this runs, in order, and within --budget
    machine's flax/optax/orbax before any GPU time is spent; on failure it retries with the
    pinned wheels in .whl/fallback, if there are any);
 2. in parallel: the built-in corpus generated (2943 utterances of the paper's classes, 5003
-   files) and its feature cache filled on the host CPUs, while the smoke test runs and the
-   GPU measures the seed strategies at S = 4 with the paper config's width (--probe seeds)
-   or train throughput at exact float32 (--probe precision), or train.deterministic's and
-   bfloat16's speed and whether runs repeat bit for bit with each (--probe options), or idles
-   (--probe none);
+   files) and its feature cache filled on the host CPUs, while the GPU measures the levers
+   (--probe levers, the default: bench/gpu_levers.py, the A/B table of scan, vmap, bfloat16,
+   deterministic ops, XLA's streams and concurrent regions, and units in flight with and
+   without MPS: gpu-levers.json) or one older probe: the seed strategies at S = 4 (--probe
+   seeds), train throughput at exact float32 (--probe precision), train.deterministic's and
+   bfloat16's speed and repeatability (--probe options), nothing (--probe none);
 3. the full default experiment on the synthetic corpus:
        python launch.py --config=configs/default.py --config.data.corpus=synthetic \
-           --config.num_seeds=4 --config.train.seed_strategy=<fastest at S = 4>
-   (5 folds × 150 epochs × 4 seeds, n = 4), its wall time measured around the process;
-   the run's small files (summary, report, metrics, config; no checkpoints) go to run.tar.gz;
+           --config.num_seeds=4 <the levers that paid>
+   (5 folds × 150 epochs × 4 seeds, n = 4), its wall time measured around the process
+   (compilation included, with no compilation cache); the levers that trained ≥ 1.05× base
+   are its config overrides and XLA_FLAGS, and units in flight that paid run it as Ray tasks
+   sharing the GPU where Ray is installed. Stopped at the budget, it saves its last epoch and
+   gpu-run.json holds a projection. Its small files (summary, report, metrics, config; no
+   checkpoints) go to run.tar.gz;
 4. with the time left: JAX vs PyTorch on the device (--part frameworks) and the seed table
    for the other S (--part seeds).
-Writes gpu-run.json, gpu-seeds*.json, gpu-frameworks.json, gpu-options.json (--probe options),
-gpu.md, env.json, session.log, run.tar.gz to --out. --quick shrinks every stage to seconds (to
-test this script on a CPU).
+Writes env.json, gpu-levers.json/.md, gpu-run.json, gpu.md, session.log, run.tar.gz (and the
+older probes' gpu-seeds*.json, gpu-options.json, gpu-frameworks.json) to --out. --quick
+shrinks every stage to seconds, to test this script on a CPU (tests/test_bench_scripts.py).
 
-One command may run 10 minutes, and the full run needs about that much besides the corpus
-(results/bench/gpu.md). Then, with enough device time for both:
+Older sessions split the run over two commands (a machine's command may run 10 minutes):
     python3 bench/gpu_session.py --out $OUT --budget-s 585 --probe none --no-benches --detach
     python3 bench/gpu_session.py --out $OUT --budget-s 240 --collect      (at once: a machine
                                                       left idle for 30 s is given back)
@@ -121,6 +125,7 @@ from serjax.seeds import seed_keys
 from serjax.data import FoldData
 from serjax.checkpoints import FoldCheckpoints
 import serjax.experiment, serjax.report
+import tensorboardX, soundfile, librosa, ml_collections, matplotlib  # what a run imports lazily
 from serjax import features
 settings = features.FeatureSettings()
 silence = np.zeros((1, settings.num_samples), np.float32)
@@ -215,14 +220,15 @@ def full_run_overrides(cores: int, quick: bool) -> list[str]:
     flags = [
         "--config=configs/default.py",
         "--config.data.corpus=synthetic",
-        "--config.num_seeds=4",
+        f"--config.num_seeds={2 if quick else 4}",
         f"--config.data.load_workers={min(16, cores)}",
     ]
     if quick:
         flags += [
-            "--config.data.synthetic.num_utterances=200",
+            "--config.data.synthetic.num_utterances=120",
             "--config.features.duration_s=1.5",
             "--config.model.width_scale=1",
+            "--config.protocol.num_folds=2",
             "--config.train.epochs=2",
         ]
     return flags
@@ -462,6 +468,33 @@ def collect(s, out: Path, cores: int) -> int:
     return 0
 
 
+def run_levers(out: Path, env: dict, use_units: bool = True) -> dict | None:
+    """The full run's flags and environment from gpu-levers.json (None when the lever table
+    was not measured): the in-process levers that paid, and the units in flight that paid
+    most as Ray tasks sharing the GPU, when Ray is on the machine (and use_units)."""
+    path = out / "gpu-levers.json"
+    if not path.exists():
+        return None
+    chosen = json.loads(path.read_text())["chosen"]
+    overrides, env = list(chosen["overrides"]), dict(env)
+    if chosen["xla_flags"]:
+        env["XLA_FLAGS"] = " ".join([env.get("XLA_FLAGS", ""), *chosen["xla_flags"]]).strip()
+    record = {**chosen, "units_used": 1}
+    if chosen["units"] > 1 and not use_units:
+        record["units_unused_why"] = "--quick: a CPU's timings choose nothing"
+    elif chosen["units"] > 1:
+        has_ray = subprocess.run([PY, "-c", "import ray"], env=env, capture_output=True)
+        if has_ray.returncode == 0:
+            overrides += [
+                "--config.executor.name=ray",
+                f"--config.executor.gpus_per_task={1 / chosen['units']:.4f}",
+            ]
+            record["units_used"] = chosen["units"]
+        else:
+            record["units_unused_why"] = "Ray is not installed on this machine"
+    return {"overrides": overrides, "env": env, "record": record}
+
+
 def epochs_done(workdir: Path) -> int:
     path = workdir / "metrics.jsonl"
     if not path.exists():
@@ -474,16 +507,18 @@ def epochs_done(workdir: Path) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--budget-s", type=float, default=560)
+    parser.add_argument("--budget-s", type=float, default=540)
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: test this script anywhere"
     )
     parser.add_argument(
         "--probe",
-        choices=["seeds", "precision", "options", "none"],
-        default="seeds",
-        help="GPU work beside the corpus generation: the S = 4 seed probe (its fastest "
-        "strategy trains the run), train throughput at float32 precision "
+        choices=["levers", "seeds", "precision", "options", "none"],
+        default="levers",
+        help="GPU work beside the corpus generation: the lever A/B table (bench/gpu_levers.py: "
+        "scan, vmap, bfloat16, deterministic, XLA streams and concurrent regions, units in "
+        "flight with and without MPS; the levers that pay train the run), the S = 4 seed "
+        "probe (its fastest strategy trains the run), train throughput at float32 precision "
         "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`), or "
         "train.deterministic and model.compute_dtype=bfloat16 against the defaults (one "
         "seed, n = 4, steps timed taking turns; each case repeated from the same start and "
@@ -504,6 +539,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--collect", action="store_true", help="wait for the detached run and write its results"
     )
+    parser.add_argument(
+        "--scratch", default="/tmp", help="where the run's workdir and caches go (not --out)"
+    )
     parser.add_argument("--stage", choices=["corpus"], help=argparse.SUPPRESS)
     parser.add_argument("--num-utterances", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -517,7 +555,8 @@ def main(argv=None) -> int:
     if args.collect:
         return collect(s, out, os.cpu_count() or 2)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("SERJAX_CACHE", "/tmp/serjax-gpu-cache")
+    scratch = Path(args.scratch).absolute()
+    env.setdefault("SERJAX_CACHE", str(scratch / "serjax-gpu-cache"))
     env["PYTHONPATH"] = f"{ROOT}:{env.get('PYTHONPATH', '')}"
     (out / "env.json").write_text(json.dumps(environment(s), indent=2) + "\n")
     cores = os.cpu_count() or 2
@@ -536,7 +575,7 @@ def main(argv=None) -> int:
             "--workers",
             str(max(1, cores - 4)),
             "--num-utterances",
-            "200" if q else "0",
+            "120" if q else "0",
         ],
         cwd=ROOT,
         env=dict(env, JAX_PLATFORMS="cpu"),
@@ -558,7 +597,16 @@ def main(argv=None) -> int:
 
     corpus_env = dict(env, JAX_PLATFORMS="cpu")
     probe_rc = 1
-    if args.probe == "seeds":
+    if args.probe == "levers":
+        levers_s = 90 if q else min(300, s.left() * 0.45)
+        s.run(
+            [PY, "bench/gpu_levers.py", "--out", out, "--deadline-s", round(levers_s - 30)]
+            + (["--quick", "--cases", "scan", "--units", "1", "2", "--widths", "1"] if q else []),
+            levers_s,
+            env=env,
+            name="levers",
+        )
+    elif args.probe == "seeds":
         probe_rc, _ = s.run(
             bench
             + [
@@ -609,7 +657,8 @@ def main(argv=None) -> int:
     if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
         (out / "gpu-seeds.json").rename(out / "gpu-seeds-probe.json")
     s.run(
-        [PY, "launch.py", "--mode=features", "--workdir=/tmp/serjax-gpu-features"] + run_overrides,
+        [PY, "launch.py", "--mode=features", f"--workdir={scratch / 'serjax-gpu-features'}"]
+        + run_overrides,
         max(60, s.left() / 3),
         env=corpus_env,
         name="feature cache",
@@ -624,10 +673,14 @@ def main(argv=None) -> int:
         strategy = max(rate, key=rate.get) if rate else "auto"
         s.log(f"seed probe at S = 4: {rate} -> seed_strategy {strategy}")
 
-    # 3. the full default experiment
-    workdir = Path("/tmp/serjax-gpu-default")
+    # 3. the full default experiment, with the levers that paid
+    workdir = scratch / "serjax-gpu-default"
     shutil.rmtree(workdir, ignore_errors=True)
     chosen = [] if strategy == "auto" else [f"--config.train.seed_strategy={strategy}"]
+    levers = run_levers(out, env, use_units=not q)
+    if levers is not None:
+        chosen, env = levers["overrides"], levers["env"]
+        s.log(f"levers for the full run: {levers['record']}")
     cmd = [PY, "launch.py"] + run_overrides + chosen + [f"--workdir={workdir}"]
     reserve = 20 if q else (40 if args.benches else 25)
     started = time.time()
@@ -635,7 +688,8 @@ def main(argv=None) -> int:
         rc, took = detached_run(s, cmd, env, workdir, started, strategy, corpus_s, reserve)
     else:
         rc, took = s.run(cmd, s.left() - reserve, env=env, name="full default run")
-    collect_run(s, out, workdir, cmd, started, took, rc, strategy, corpus_s, cores)
+    extra = {"levers": levers["record"]} if levers else {}
+    collect_run(s, out, workdir, cmd, started, took, rc, strategy, corpus_s, cores, **extra)
 
     # 4. the rest of the benchmarks, as time allows (each stops starting cells at its deadline)
     if args.benches and s.left() > 45:

@@ -15,6 +15,7 @@ get() {
     "${platforms[@]}" -d "$@"
 }
 get .whl ml_collections==1.1.0 soundfile==0.14.0 cffi==2.0.0 pycparser==3.0 librosa==0.11.0 \
-  audioread==3.1.0 decorator==5.2.1 pooch==1.9.0 soxr==1.1.0 platformdirs==4.14.8
+  audioread==3.1.0 decorator==5.2.1 pooch==1.9.0 soxr==1.1.0 platformdirs==4.14.8 \
+  tensorboardX==2.6.5
 get .whl/fallback flax==0.12.8 optax==0.2.8 orbax-checkpoint==0.12.8
 ls .whl .whl/fallback

@@ -303,3 +303,72 @@ def test_the_profiler_runs_the_real_step(tmp_path):
     assert {f"block{i}" for i in range(1, 7)} <= blocks
     assert profile["event_ms_per_step"] > 0 and profile["top"]
     assert "| block1 |" in (tmp_path / "profile.md").read_text()
+
+
+def test_the_gpu_session_runs_whole_in_quick_mode_on_the_cpu(tmp_path):
+    """bench/gpu_session.py, the one command a lent GPU machine runs, end to end at tiny
+    sizes: the lever table (in-process cases and units in flight as worker processes), then
+    the full run to its summary, with the levers' record beside it."""
+    out = tmp_path / "out"
+    _python_in_repo(
+        "bench/gpu_session.py", "--out", str(out), "--quick", "--no-benches",
+        "--scratch", str(tmp_path),
+    )  # fmt: skip
+    levers = json.loads((out / "gpu-levers.json").read_text())
+    for case in ("base", "scan"):
+        assert levers["cases"][case]["train_samples_per_s"] > 0
+        assert levers["cases"][case]["repeats_bit_for_bit"]  # the CPU is deterministic
+    units = levers["units"]["without MPS"]
+    assert set(units) == {"1", "2"} and units["1"]["speed_over_one"] == 1.0
+    assert len(units["2"]["per_unit"]) == 2
+    assert "nvidia-cuda-mps-control" in levers["units"]["with MPS"]
+    run = json.loads((out / "gpu-run.json").read_text())
+    assert run["finished"] and run["epochs_done"] == run["epochs_total"] == 4
+    assert run["levers"]["units_used"] == 1 and "summary" in run
+    assert (out / "gpu-levers.md").exists() and (out / "gpu.md").exists()
+    assert not (out / "levers-control").exists()  # workers' files and cache cleaned away
+
+
+def test_the_levers_that_pay_become_the_full_runs_flags(tmp_path):
+    """gpu_levers.chosen_levers keeps what trained ≥ 1.05× base (errors and slower cases
+    dropped) and the units in flight that paid most; gpu_session.run_levers turns that into
+    launch.py overrides, XLA_FLAGS, and Ray tasks sharing the GPU."""
+    import gpu_levers
+
+    result = {
+        "size": {"seeds": 4},
+        "cases": {
+            "base": {"speed_over_base": 1.0},
+            "scan": {"speed_over_base": 1.3},
+            "vmap": {"speed_over_base": 1.01},
+            "bfloat16": {"error": "refused"},
+            "streams": {"speed_over_base": 1.2},
+            "concurrent_regions": {"speed_over_base": 0.9},
+        },
+        "units": {
+            "without MPS": {"1": {"speed_over_one": 1.0}, "2": {"speed_over_one": 1.5}},
+            "with MPS": {"1": {"speed_over_one": 1.0}, "4": {"speed_over_one": 2.5}},
+        },
+    }
+    chosen = gpu_levers.chosen_levers(result)
+    assert chosen == {
+        "overrides": ["--config.train.scan_epoch=True"],
+        "xla_flags": ["--xla_gpu_executable_num_compute_streams=4"],
+        "units": 4,
+        "speed": 2.5,
+    }
+    (tmp_path / "gpu-levers.json").write_text(json.dumps({"chosen": chosen}))
+    env = {"XLA_FLAGS": "--xla_dump_to=/x", "PATH": os.environ["PATH"]}
+    levers = gpu_session.run_levers(tmp_path, env)
+    assert levers["env"]["XLA_FLAGS"] == (
+        "--xla_dump_to=/x --xla_gpu_executable_num_compute_streams=4"
+    )
+    assert levers["overrides"][0] == "--config.train.scan_epoch=True"
+    assert levers["overrides"][1:] == [
+        "--config.executor.name=ray",
+        "--config.executor.gpus_per_task=0.2500",
+    ]  # Ray is in the test extra
+    assert levers["record"]["units_used"] == 4
+    quick = gpu_session.run_levers(tmp_path, env, use_units=False)
+    assert quick["record"]["units_used"] == 1 and "units_unused_why" in quick["record"]
+    assert gpu_session.run_levers(tmp_path / "none", env) is None
