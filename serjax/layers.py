@@ -81,9 +81,9 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
     The mathematics and the XLA convolutions (forward, input and kernel gradients) of
     jax.lax.conv_general_dilated and its autodiff, each with a vmap rule that runs one
-    convolution per index where activations and kernel are both batched: under a vmap over
-    seeds (train.seed_strategy=vmap, or a user's own jax.vmap of the step) these stay plain
-    convolutions instead of grouped ones."""
+    convolution per index where activations and kernel are both batched: under a user's vmap
+    over seeds of code around the model (serjax's own steps have a rule of their own,
+    serjax.train) these stay plain convolutions instead of grouped ones."""
     return _conv_per_seed(x, kernel)
 
 
