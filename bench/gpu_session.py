@@ -12,8 +12,7 @@ A GPU is lent for minutes at a time, so this runs, in order, and within --budget
    (--probe levers, the default: bench/gpu_levers.py, the A/B table of scan, vmap, bfloat16,
    deterministic ops, XLA's streams and concurrent regions, and units in flight with and
    without MPS: gpu-levers.json) or one older probe: the seed strategies at S = 4 (--probe
-   seeds), train throughput at exact float32 (--probe precision), train.deterministic's and
-   bfloat16's speed and repeatability (--probe options), nothing (--probe none);
+   seeds), train throughput at exact float32 (--probe precision), or nothing (--probe none);
 3. the full default experiment on the synthetic corpus:
        python launch.py --config=configs/default.py --config.data.corpus=synthetic \
            --config.num_seeds=4 <the levers that paid>
@@ -26,7 +25,7 @@ A GPU is lent for minutes at a time, so this runs, in order, and within --budget
 4. with the time left: JAX vs PyTorch on the device (--part frameworks) and the seed table
    for the other S (--part seeds).
 Writes env.json, gpu-levers.json/.md, gpu-run.json, gpu.md, session.log, run.tar.gz (and the
-older probes' gpu-seeds*.json, gpu-options.json, gpu-frameworks.json) to --out. --quick
+older probes' gpu-seeds*.json, and gpu-frameworks.json) to --out. --quick
 shrinks every stage to seconds, to test this script on a CPU (tests/test_bench_scripts.py).
 
 Older sessions split the run over two commands (a machine's command may run 10 minutes):
@@ -146,71 +145,6 @@ with tempfile.TemporaryDirectory() as d:
     ck.restore(1, states, best)
     ck.close()
 print("smoke ok", float(stats[0, 0]))
-"""
-
-
-OPTIONS_AB = """
-import json, sys, time
-import jax, jax.numpy as jnp, numpy as np
-from serjax.configlib import base_config
-from serjax.data import FoldData
-from serjax.model import build_model
-from serjax.seeds import seed_keys
-from serjax.train import Trainer, trainer_for
-from serjax.xla_options import compiler_options
-out, width, steps, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rng = np.random.default_rng(0)
-U, shape = 256, (64, 601)
-data = FoldData.of(rng.normal(size=(U, *shape)).astype(np.float16),
-                   rng.integers(0, 4, U).astype(np.int32), np.zeros(64, np.float32),
-                   np.ones(64, np.float32), np.ones(4, np.float32))
-batches = [jnp.asarray(rng.integers(0, U, (1, 32))) for _ in range(steps)]
-lr = jnp.float32(1e-3)
-def trainer(dtype, deterministic):
-    cfg = base_config(); cfg.model.width_scale = width; cfg.model.compute_dtype = dtype
-    model = build_model(cfg.model, 4)
-    options = compiler_options(deterministic=deterministic)
-    return Trainer(model, trainer_for(model, cfg.train).tx, 2.0, "auto", options), options
-def train(t):
-    states = t.init(seed_keys([0], 0), shape)
-    start = time.perf_counter()
-    for rows in batches:
-        states, stats = t.train_step(states, rows, data, lr)
-    stats.block_until_ready()
-    return time.perf_counter() - start, jax.device_get(states.params)
-# name: (model.compute_dtype, train.deterministic)
-cases = {"default": ("float32", False), "deterministic": ("float32", True),
-         "bfloat16": ("bfloat16", False)}
-result = {"backend": jax.default_backend(), "n": width, "steps": steps, "batch": 32,
-          "seeds": 1, "rounds": rounds, "cases": {}}
-trainers = {}
-for name, (dtype, det) in cases.items():
-    trainers[name], options = trainer(dtype, det)
-    train(trainers[name])  # compile and warm up
-    result["cases"][name] = {"compute_dtype": dtype, "deterministic": det, "options": options}
-times = {name: [] for name in cases}
-params = {name: [] for name in cases}
-for _ in range(rounds):  # taking turns: load hits each alike
-    for name in cases:
-        took, p = train(trainers[name])
-        times[name].append(took)
-        params[name].append(jax.tree_util.tree_leaves(p))
-for name in cases:
-    first, others = params[name][0], params[name][1:]
-    result["cases"][name].update(
-        train_samples_per_s=[round(steps * 32 / t, 1) for t in times[name]],
-        # every repeat starts from the same state and batches: equal bit for bit?
-        repeats_bit_for_bit=all(
-            all(np.array_equal(a, b) for a, b in zip(first, o)) for o in others
-        ),
-        max_abs_difference_between_repeats=max(
-            [float(np.abs(a - b).max()) for o in others for a, b in zip(first, o)] or [0.0]
-        ),
-        time_over_default=round(float(np.median(times[name]) / np.median(times["default"])), 3),
-    )
-print(json.dumps(result))
-with open(out, "w") as f:
-    json.dump(result, f, indent=2)
 """
 
 
@@ -513,16 +447,15 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--probe",
-        choices=["levers", "seeds", "precision", "options", "none"],
+        choices=["levers", "seeds", "precision", "none"],
         default="levers",
         help="GPU work beside the corpus generation: the lever A/B table (bench/gpu_levers.py: "
-        "scan, vmap, bfloat16, deterministic, XLA streams and concurrent regions, units in "
-        "flight with and without MPS; the levers that pay train the run), the S = 4 seed "
+        "scan, bfloat16, deterministic ops (cost and bit-for-bit repeats), XLA streams and "
+        "concurrent regions, units in flight with and without MPS; the levers that pay "
+        "train the run), the S = 4 seed "
         "probe (its fastest strategy trains the run), train throughput at float32 precision "
         "(JAX_DEFAULT_MATMUL_PRECISION=highest; the run keeps the default and `auto`), or "
-        "train.deterministic and model.compute_dtype=bfloat16 against the defaults (one "
-        "seed, n = 4, steps timed taking turns; each case repeated from the same start and "
-        "compared bit for bit: gpu-options.json)",
+        "nothing",
     )
     parser.add_argument(
         "--benches",
@@ -644,14 +577,6 @@ def main(argv=None) -> int:
             min(120, s.left() / 3),
             env=dict(env, JAX_DEFAULT_MATMUL_PRECISION="highest"),
             name="float32-precision probe",
-        )
-    elif args.probe == "options":
-        s.run(
-            [PY, "-c", OPTIONS_AB, out / "gpu-options.json"]
-            + (["1", "3", "2"] if q else ["4", "40", "3"]),
-            min(180, s.left() / 3),
-            env=env,
-            name="deterministic and bfloat16 probe",
         )
     gen.wait()
     if args.probe == "seeds" and (out / "gpu-seeds.json").exists():
