@@ -126,7 +126,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     from serjax import cli  # heavy imports after flag parsing, so --help stays quick
     from serjax.errors import SerjaxError
+    from serjax.xla_options import use_compilation_cache
 
+    # before anything compiles: steps compiled by earlier processes are loaded from disk
+    use_compilation_cache(config.cache_dir, config.executor.get("compilation_cache", True))
     workdir = Path(_WORKDIR.value) if _WORKDIR.value else default_workdir()
     # SIGTERM (a scheduler's stop) is handled like Ctrl-C (during training: save, then exit).
     signal.signal(signal.SIGTERM, _interrupt)

@@ -212,7 +212,8 @@ def sweep_part(args, ray, tmp: Path, cache_dir: str) -> dict:
             if executor == "inline":  # as in a new process: every step compiled again
                 _cached_trainer.cache_clear()
                 jax.clear_caches()
-            else:  # fresh worker processes
+            else:  # fresh worker processes, and no step compiled by an earlier round
+                shutil.rmtree(Path(cache_dir) / "jax-compilation-cache", ignore_errors=True)
                 ray_start = start_ray(ray, cores, fresh=True)
             print(f"  round {r + 1}, {executor} ...", flush=True)
             row = timed_sweep(configs[executor], workdir)
@@ -220,6 +221,8 @@ def sweep_part(args, ray, tmp: Path, cache_dir: str) -> dict:
                 row["ray_init_s"] = round(ray_start, 2)
                 row["ray_num_cpus"] = cores
                 row["workers"] = worker_processes(workdir)
+                entries = (Path(cache_dir) / "jax-compilation-cache").glob("*-cache")
+                row["compilation_cache_entries"] = len(list(entries))
             print(f"    {row['wall_time_s']} s", flush=True)
             timed[executor] = row
         timed["ray_over_inline"] = round(
@@ -482,12 +485,14 @@ def markdown(result: dict) -> str:
             "and features extracted). A wall time holds every run's start (cache read, folds), "
             "every fold's epochs, test evaluation and checkpoints, and the summaries; no report "
             "is drawn. Inline runs in the benchmark's process (JAX already imported, not yet "
-            "compiled); each Ray worker process imports serjax and JAX and compiles the steps "
-            "of each run it trains a fold of.",
+            "compiled); each Ray worker process imports serjax and JAX and, for each run it "
+            "trains a fold of, loads the run's steps from the compilation cache "
+            "(`executor.compilation_cache`, emptied before each Ray round) or compiles them "
+            "when no worker has yet.",
             "",
             "| round | executor | wall time (s) | tasks (runs × folds) | tasks/hour | "
-            "Ray start (s, not in the wall time) | Ray worker processes / compilations of a "
-            "run's steps | load (1 min) before → after |",
+            "Ray start (s, not in the wall time) | Ray worker processes / (run, process) pairs "
+            "/ programs compiled (cache entries) | load (1 min) before → after |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r, timed in enumerate(s["rounds"], start=1):
@@ -496,9 +501,10 @@ def markdown(result: dict) -> str:
                 row = timed[executor]
                 extra = (
                     f"{row['ray_init_s']} | {row['workers']['processes']} / "
-                    f"{row['workers']['run_process_pairs']}"
+                    f"{row['workers']['run_process_pairs']} / "
+                    f"{row.get('compilation_cache_entries', '?')}"
                     if executor == "ray"
-                    else f"– | 1 / {row['runs']}"
+                    else f"– | 1 / {row['runs']} / –"
                 )
                 lines.append(
                     f"| {r} | {executor} | {row['wall_time_s']} | {row['tasks']} | "
@@ -515,8 +521,9 @@ def markdown(result: dict) -> str:
             f"**{s['ray_over_inline_wall_time']}×** (median of the rounds' ratios: "
             f"{', '.join(str(t['ray_over_inline']) for t in s['rounds'])}). Inline, one process "
             "compiles each run's steps once; on Ray every worker process imports serjax and "
-            "JAX and compiles the steps of every run it trains a fold of (CPU workers are "
-            "reused across tasks, keeping what they compiled). Each run's own wall time "
+            "JAX and needs the steps of every run it trains a fold of, compiled by the first "
+            "worker to need them and loaded from the compilation cache by the others (CPU "
+            "workers are reused across tasks, keeping what they hold). Each run's own wall time "
             "(summary.json) in the first round: inline "
             f"{s['rounds'][0]['inline']['per_run_wall_time_s']} s, one run after another; Ray "
             f"{s['rounds'][0]['ray']['per_run_wall_time_s']} s, every run started at once by "
@@ -531,11 +538,16 @@ def markdown(result: dict) -> str:
             if row[key]
         ]
         ratio = s["ray_over_inline_wall_time"]
-        compiled = s["rounds"][0]["ray"]["workers"]["run_process_pairs"]
+        pairs = s["rounds"][0]["ray"]["workers"]["run_process_pairs"]
+        entries = s["rounds"][0]["ray"].get("compilation_cache_entries", "?")
         lines += [
             f"Reading: on this {m['cores']}-core machine Ray took {ratio:.2f}× the inline wall "
-            f"time ({'slower' if ratio > 1 else 'faster'}). Its worker processes compiled the "
-            f"runs' steps {compiled} times against inline's {inline['runs']}, and its "
+            f"time ({'slower' if ratio > 1 else 'faster'}). Its worker processes needed a run's "
+            f"steps {pairs} times against inline's {inline['runs']}; the compilation cache held "
+            f"{entries} programs after the round (a run's train and eval steps), but two tasks "
+            "of one run often start together, and then both compile before either has written it: "
+            "it pays for the tasks after them (later folds, retries, resumed runs, the next "
+            "sweep of the same shapes). Its "
             f"{ray_row['ray_num_cpus']} concurrent tasks share the cores that one inline process "
             "already keeps busy (XLA's CPU steps are multi-threaded)."
             + (

@@ -103,6 +103,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.executor.gpus_per_task = 1.0  # fractions share a GPU (0.25: four tasks per GPU)
     config.executor.cpus_per_task = 1.0
     config.executor.max_retries = 2  # a task whose worker died is retried, resuming
+    # compiled steps kept on disk (<cache_dir>/jax-compilation-cache) for other processes
+    config.executor.compilation_cache = True
     return config
 
 

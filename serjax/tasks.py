@@ -15,6 +15,7 @@ from pathlib import Path
 from serjax import experiment
 from serjax.errors import SerjaxError
 from serjax.workdir import saved_config
+from serjax.xla_options import use_compilation_cache
 
 # test-only: a task whose fold has no marker yet kills its own worker after its first
 # checkpoint (a worker lost mid-fold), to exercise retry and resume
@@ -47,6 +48,9 @@ def fold_task(workdir: str, k: int, machine: dict) -> dict:
         when = time.strftime("%Y-%m-%d %H:%M:%S")
         print(f"--- {when} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
         try:
+            # before anything compiles: another task's compiled steps are loaded from disk
+            enabled = machine.get("executor.compilation_cache", True)
+            use_compilation_cache(machine["cache_dir"], enabled)
             run = experiment.prepare(config, workdir, progress=False, record=False)
             hook = _fault_hook(workdir, k)
             return experiment.run_fold(run, k, progress=False, on_checkpoint=hook)

@@ -187,7 +187,11 @@ def _tuples(value):
 
 def machine_fields(config) -> dict:
     """The config fields that belong to the machine, not to the run (never compared)."""
-    return {"cache_dir": config.cache_dir, "data.load_workers": config.data.load_workers}
+    return {
+        "cache_dir": config.cache_dir,
+        "data.load_workers": config.data.load_workers,
+        "executor.compilation_cache": bool(config.executor.get("compilation_cache", True)),
+    }
 
 
 def saved_config(workdir: Path, machine: dict):

@@ -10,6 +10,9 @@ XLA's xla_gpu_deterministic_ops: a debug option, which jax.jit's `compiler_optio
 that one compilation (XLA_FLAGS=--xla_gpu_deterministic_ops=true would set it for the whole
 process). The CPU backend is deterministic without it, so there it adds nothing.
 
+use_compilation_cache(): JAX's persistent compilation cache, for entry points (launch.py, a Ray
+task's process), so one process loads what another compiled.
+
 host_allocator_state(): whether glibc backs malloc with huge pages in this process, for a
 run's provenance record. Asking for them restarts the program, so that is serjax.host's work,
 which only entry points (launch.py, bench/) import.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 
 from serjax.errors import SerjaxError
 
@@ -73,6 +77,25 @@ def compiler_options(backend: str | None = None, deterministic: bool = False) ->
             )
         options.update(items)
     return options or None
+
+
+COMPILATION_CACHE_BYTES = 2 * 2**30  # least recently used entries go beyond this
+
+
+def use_compilation_cache(cache_dir, enabled: bool = True) -> Path | None:
+    """Keep this process's compiled steps in <cache_dir>/jax-compilation-cache (JAX's
+    persistent compilation cache; on a GPU, XLA's autotuning results with them), so another
+    process (a Ray task, a resumed or re-evaluated run, a sweep's next run of the same shapes)
+    loads a step instead of compiling it again: seconds saved per process, results the same.
+    The config field executor.compilation_cache turns it off. Call before anything compiles."""
+    if not enabled:
+        return None
+    import jax
+
+    path = Path(cache_dir).expanduser().absolute() / "jax-compilation-cache"
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+    return path
 
 
 def _thp_mode() -> str | None:

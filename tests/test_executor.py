@@ -74,6 +74,8 @@ def test_a_sweep_on_ray_equals_the_inline_sweep(embedded_ray, inline_sweep, cach
         )
     log = (tmp_path / "last1_k3" / "logs" / "fold0.log").read_text()
     assert log.startswith("--- ")  # each task logs into its run's workdir
+    # the tasks' processes kept their compiled steps for each other (same results above)
+    assert list((cache / "jax-compilation-cache").glob("jit_*-cache"))
     # a second call finds every fold finished and trains nothing
     before = (tmp_path / "last1_k3" / "metrics.jsonl").read_text()
     cli.train(_sweep(cache, "ray"), tmp_path)
@@ -161,3 +163,17 @@ def test_ray_not_installed_unreachable_cluster_and_unseen_workdir(cache, tmp_pat
     with pytest.raises(SerjaxError, match="config field executor.name: 'dask'"):
         execute([Job(config, tmp_path / "b")], config.executor)
     assert blocker.read_text() == "" and not (tmp_path / "b").exists()
+
+
+def test_the_compilation_cache_is_a_machine_field_that_turns_off(cache):
+    """executor.compilation_cache travels to Ray tasks with the machine's fields (the driver's
+    current value, never the run's identity), and False leaves JAX's cache alone."""
+    from serjax.workdir import comparable_config, machine_fields
+    from serjax.xla_options import use_compilation_cache
+
+    config = _sweep(cache, "ray")
+    assert machine_fields(config)["executor.compilation_cache"] is True
+    config.executor.compilation_cache = False
+    assert machine_fields(config)["executor.compilation_cache"] is False
+    assert "executor" not in comparable_config(config)
+    assert use_compilation_cache(cache, enabled=False) is None
