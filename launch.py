@@ -15,6 +15,7 @@ A config with a `sweep` section (configs/fig*.py, table5.py) runs its whole grid
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -64,14 +65,31 @@ def define_config_flag():
         bad_override(err)
 
 
+def override_fields(argv=None) -> tuple[str, ...]:
+    """The config fields set on the command line (`--config.a.b=v` or `--config.a.b v`)."""
+    args = sys.argv[1:] if argv is None else argv
+    return tuple(a[len("--config.") :].split("=")[0] for a in args if a.startswith("--config."))
+
+
 def bad_override(err: Exception):
     """One line naming the override ml_collections refused (the default config's overrides
-    are applied when the flag is defined, an explicit --config file's when flags are parsed)."""
+    are applied when the flag is defined, an explicit --config file's when flags are parsed):
+    the one with a field or value equal to the name the message quotes, else one containing
+    it, else all of them."""
     reason = str(err).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
     culprits = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    quoted = re.findall(r"'([^']+)'", reason)[:1]
+
+    def words(arg):
+        field, _, value = arg[len("--config.") :].partition("=")
+        return [*field.split("."), value]
+
     where = next(
-        (a for a in culprits if any(part and part in a for part in reason.split("'")[:2])),
-        " ".join(culprits) or "the config file",
+        (a for a in culprits if any(q in words(a) for q in quoted)),
+        next(
+            (a for a in culprits if any(q in a for q in quoted)),
+            " ".join(culprits) or "the config file",
+        ),
     )
     print(f"serjax: error: bad config override {where}: {reason}", file=sys.stderr)
     sys.exit(2)
@@ -141,7 +159,7 @@ def main(argv):
             "hop_s": _PREDICT_HOP.value,
             "min_s": _PREDICT_MIN_S.value,
         }
-        cli.run(_MODE.value, config, workdir, options)
+        cli.run(_MODE.value, config, workdir, options, overrides=override_fields())
     except SerjaxError as err:
         print(f"serjax: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -124,7 +124,8 @@ def restore_final_states(
     if epoch != config.train.epochs:
         raise SerjaxError(
             f"fold {fold_name} has no final checkpoint in {checkpoints.directory} "
-            f"(latest: {epoch}, expected epoch {config.train.epochs})"
+            f"({'none at all' if epoch is None else f'latest: epoch {epoch}'}, "
+            f"expected epoch {config.train.epochs}); finish training it first"
         )
     template = trainer.init(seed_keys(seeds, fold_index), input_shape)
     extras = selection.best_extras(selection.new_best(len(seeds)))

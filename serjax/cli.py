@@ -9,7 +9,7 @@ from pathlib import Path
 
 from serjax import locks
 from serjax.errors import SerjaxError
-from serjax.fileio import write_json
+from serjax.fileio import read_json, write_json
 
 
 def inspect(config, workdir: Path) -> None:
@@ -166,6 +166,7 @@ def evaluate(config, workdir: Path) -> None:
     summary_path = workdir / "summary.json"
     if not summary_path.exists():
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json); train it first")
+    saved = read_json(summary_path)  # a damaged one stops before any work
     prepared = experiment.prepare(config, workdir, progress=False)
     results = []
     for k, name in enumerate(prepared.fold_names):
@@ -175,7 +176,6 @@ def evaluate(config, workdir: Path) -> None:
         results.append(experiment.evaluate_fold(prepared, k, states))
     evaluation = summarize_results(results)
     evaluation["selection"] = "last epoch, restored from the checkpoints"
-    saved = json.loads(summary_path.read_text())
     evaluation["matches_summary"] = all(
         abs(evaluation[m]["mean"] - saved[m]["mean"]) < 1e-9 for m in METRICS
     )
@@ -214,7 +214,7 @@ def report(config, workdir: Path) -> None:
         )
         raise SerjaxError(f"{workdir} holds no finished run (no summary.json){hint}")
     check_saved_runs([(config, workdir)])
-    print(f"wrote {write_run_report(workdir, config, json.loads(summary_path.read_text()))}")
+    print(f"wrote {write_run_report(workdir, config, read_json(summary_path))}")
 
 
 def predict(config, workdir: Path, options: dict) -> None:
@@ -223,6 +223,10 @@ def predict(config, workdir: Path, options: dict) -> None:
     --predict_min_s with a warning; predictions.json keeps the same."""
     from serjax.predict import DEFAULT_MIN_S, predict_files
 
+    # earlier calls' predictions are kept: one entry per file (its absolute path), the latest
+    # wins; read first, so a damaged file stops the call before any work
+    saved_path = workdir / "predictions.json"
+    saved = read_json(saved_path) if saved_path.exists() else {}
     results = predict_files(
         config,
         workdir,
@@ -246,11 +250,8 @@ def predict(config, workdir: Path, options: dict) -> None:
         print(f"{path}: {r['top']}  ({probs}; {windows}){mark}")
         if "warning" in r:
             print(f"  warning: {r['warning']}")
-    # earlier calls' predictions are kept: one entry per file (its absolute path), the latest wins
-    path = workdir / "predictions.json"
-    saved = json.loads(path.read_text()) if path.exists() else {}
     saved.update({str(Path(p).resolve()): r for p, r in results.items()})
-    print(f"wrote {write_json(path, saved)}")
+    print(f"wrote {write_json(saved_path, saved)}")
 
 
 def export(config, workdir: Path, options: dict) -> None:
@@ -282,7 +283,11 @@ def workdir_config(workdir: Path, current):
     return saved_config(workdir, machine_fields(current))
 
 
-def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
+def run(
+    mode: str, config, workdir: Path, options: dict | None = None, overrides: tuple = ()
+) -> None:
+    """One mode on one workdir; `overrides`: the config fields the command line set (a mode
+    that reads a run back refuses those its saved config would silently replace)."""
     workdir = Path(workdir)
     if mode in ("eval", "report", "predict", "export") and not workdir.is_dir():
         raise SerjaxError(f"--workdir {workdir} does not exist")
@@ -291,7 +296,14 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
             raise SerjaxError(f"{workdir} holds no run (no config.json); check --workdir")
         require_trained_models(workdir)
     if mode in ("eval", "report", "predict", "export") and (workdir / "config.json").exists():
-        config = workdir_config(workdir, config)  # a run is read back with its own config
+        if "sweep" in config and not _member_of(workdir, config.sweep.name):
+            raise SerjaxError(
+                f"--workdir {workdir} holds a single run, not the sweep "
+                f"{config.sweep.name}; drop --config, or give the sweep's workdir"
+            )
+        saved = workdir_config(workdir, config)  # a run is read back with its own config
+        check_overrides_kept(mode, workdir, config, saved, overrides)
+        config = saved
     created = not workdir.exists()
     check_workdir_path(workdir)
     try:
@@ -303,6 +315,39 @@ def run(mode: str, config, workdir: Path, options: dict | None = None) -> None:
         if created and workdir.is_dir() and all(map(locks.is_lock_file, workdir.iterdir())):
             shutil.rmtree(workdir)  # a mode that failed before writing anything leaves nothing
         raise
+
+
+def _member_of(workdir: Path, sweep: str) -> bool:
+    from serjax.workdir import sweep_of_member
+
+    return (sweep_of_member(workdir) or {}).get("sweep") == sweep
+
+
+def check_overrides_kept(mode: str, workdir: Path, given, saved, overrides) -> None:
+    """A mode that reads a run back uses the config it was trained with: an override that
+    would change a field of it stops here, instead of being dropped without a word."""
+    from serjax.workdir import machine_fields
+
+    def value(config, field):
+        for part in field.split("."):
+            if not hasattr(config, "keys") or part not in config:
+                return None
+            config = config[part]
+        return json.dumps(config.to_dict() if hasattr(config, "to_dict") else config)
+
+    dropped = [  # fields a saved config lacks (executor, log) do not shape the results
+        f
+        for f in dict.fromkeys(overrides)
+        if f not in machine_fields(given)
+        and value(saved, f) is not None
+        and value(given, f) != value(saved, f)
+    ]
+    if dropped:
+        listed = ", ".join(f"--config.{f}" for f in dropped)
+        raise SerjaxError(
+            f"--mode={mode} uses the config the run in {workdir} was trained with "
+            f"(config.json); {listed} would change it: drop it, or train a new --workdir"
+        )
 
 
 def check_workdir_path(workdir: Path) -> None:

@@ -44,7 +44,7 @@ def check_classes_fill_folds(label_names: Sequence[str], num_folds: int) -> None
     if len(counts) and counts.min() < num_folds:
         smallest = values[int(np.argmin(counts))]
         raise SerjaxError(
-            f"config field protocol.num_folds: {num_folds} folds, but class {smallest!r} has "
+            f"config field protocol.num_folds: {num_folds} folds, but class {str(smallest)!r} has "
             f"only {counts.min()} utterance(s), so some test folds would hold none of it; "
             f"use at most {counts.min()} folds"
         )

@@ -10,7 +10,6 @@ unit of a run, then its summary (the report is written by the command layer).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from serjax.checkpoints import FoldCheckpoints
 from serjax.corpora import load_corpus
 from serjax.errors import SerjaxError
 from serjax.feature_cache import check_cache_dir, load_features
-from serjax.fileio import write_json
+from serjax.fileio import read_json, write_json
 from serjax.fingerprint import check_corpus
 from serjax.inspect_corpus import format_summary, summarize
 from serjax.metrics import MetricsWriter, score_seeds, softmax, summarize_results
@@ -119,7 +118,7 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
     path = workdir / "folds.json"
     ids = [u.utt_id for u in utterances]
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         if saved["utterances"] != ids:
             raise SerjaxError(
                 f"{path} was made for other utterances than the corpus now holds; "
@@ -143,7 +142,7 @@ def _load_or_assign_folds(utterances, labels, config, workdir: Path):
 
 def fold_names_of(workdir: Path) -> list[str]:
     """The fold names a started run saved in folds.json."""
-    return json.loads((Path(workdir) / "folds.json").read_text())["names"]
+    return read_json(Path(workdir) / "folds.json")["names"]
 
 
 def speakers_known(run: Run) -> bool:
@@ -201,11 +200,11 @@ def run_fold(
     evaluate, and write folds/<fold>.json. A finished fold is read back, not trained."""
     name = run.fold_names[k]
     if run.fold_path(name).exists():
-        return json.loads(run.fold_path(name).read_text())
+        return read_json(run.fold_path(name))
     # one trainer per fold, also across processes (a task retried while its first try lives)
     with locks.exclusive(run.workdir, f"fold {name} of workdir", name=f"locks/{name}.lock"):
         if run.fold_path(name).exists():
-            return json.loads(run.fold_path(name).read_text())
+            return read_json(run.fold_path(name))
         return _train_and_evaluate(run, k, progress, on_checkpoint)
 
 

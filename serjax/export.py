@@ -10,7 +10,6 @@ normalisation statistics (already applied inside the model).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 from serjax import features
 from serjax.checkpoints import restore_final_states
 from serjax.errors import SerjaxError
-from serjax.fileio import write_json
+from serjax.fileio import read_json, write_json
 from serjax.model import build_model
 from serjax.seeds import seeds_of
 from serjax.train import trainer_for
@@ -29,7 +28,7 @@ from serjax.train import trainer_for
 
 def _members(config, workdir: Path, fold: str | None, seed_index: int | None):
     """[(fold name, mean, std, [variables of each chosen seed])] of the finished folds."""
-    names = json.loads((workdir / "folds.json").read_text())["names"]
+    names = read_json(workdir / "folds.json")["names"]
     if fold and fold not in names:
         raise SerjaxError(f"--predict_fold {fold!r}: the run's folds are {names}")
     seeds = seeds_of(config)
@@ -42,7 +41,7 @@ def _members(config, workdir: Path, fold: str | None, seed_index: int | None):
     for k, name in enumerate(names):
         if fold and name != fold:
             continue
-        norm = json.loads((workdir / "folds" / f"{name}.json").read_text())["normalisation"]
+        norm = read_json(workdir / "folds" / f"{name}.json")["normalisation"]
         states = restore_final_states(trainer, config, workdir, name, k, seeds, shape)
         chosen = range(len(seeds)) if seed_index is None else [seed_index]
         variables = [
@@ -129,4 +128,4 @@ def export_onnx(config, workdir: Path, fold=None, seed_index=None, name="model")
 
 def _corpus_of(workdir: Path) -> str | None:
     path = workdir / "summary.json"
-    return json.loads(path.read_text()).get("corpus") if path.exists() else None
+    return read_json(path).get("corpus") if path.exists() else None

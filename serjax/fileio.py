@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from serjax.errors import SerjaxError
+
 
 def write_text(path, text: str) -> Path:
     path = Path(path)
@@ -17,6 +19,19 @@ def write_text(path, text: str) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def read_json(path):
+    """A JSON file's content; a damaged one stops with a line naming it, and is left as is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" at line {err.lineno}, column {err.colno}" if hasattr(err, "lineno") else ""
+        raise SerjaxError(
+            f"{path} is damaged (not valid JSON{where}); it was left as it is: restore it from "
+            "a copy, or move it aside"
+        ) from None
 
 
 def write_json(path, obj) -> Path:

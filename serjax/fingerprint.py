@@ -12,7 +12,7 @@ from pathlib import Path
 
 from serjax.corpora import load_corpus
 from serjax.errors import SerjaxError
-from serjax.fileio import write_json
+from serjax.fileio import read_json, write_json
 
 FILE = "corpus_fingerprint.json"
 _EDGE = 4096
@@ -57,7 +57,7 @@ def check_corpus(workdir: Path, utterances, record: bool) -> None:
     path = Path(workdir) / FILE
     now = fingerprint(utterances)
     if path.is_file():
-        changes = _changes(json.loads(path.read_text())["utterances"], now)
+        changes = _changes(read_json(path)["utterances"], now)
         if changes:
             more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
             listed = "; ".join(changes[:3]) + more

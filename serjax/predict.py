@@ -15,7 +15,6 @@ models were trained on (a synthetic-corpus model says so).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from serjax.audio import (
 from serjax.checkpoints import restore_final_states
 from serjax.data import FoldData
 from serjax.errors import SerjaxError
+from serjax.fileio import read_json
 from serjax.metrics import softmax
 from serjax.model import build_model
 from serjax.seeds import seeds_of
@@ -157,7 +157,7 @@ def _fold_members(workdir: Path, config, fold: str | None, seed_index: int | Non
     """(the run's fold names, the folds whose models predict); a bad choice stops here."""
     if not (workdir / "folds.json").exists():
         raise SerjaxError(f"{workdir} holds no folds.json: is it a finished serjax run?")
-    names = json.loads((workdir / "folds.json").read_text())["names"]
+    names = read_json(workdir / "folds.json")["names"]
     if fold and fold not in names:
         raise SerjaxError(f"--predict_fold {fold!r}: the run's folds are {names}")
     num_seeds = len(seeds_of(config))
@@ -175,7 +175,7 @@ def trained_on(config, workdir: Path) -> dict:
         out["root"] = str(config.data.root)
     summary = Path(workdir) / "summary.json"
     if summary.is_file():
-        out["utterances"] = json.loads(summary.read_text()).get("num_utterances")
+        out["utterances"] = read_json(summary).get("num_utterances")
     if out["synthetic"]:
         out["warning"] = SYNTHETIC_WARNING
     return out
@@ -257,7 +257,7 @@ def predict_files(
         result_path = workdir / "folds" / f"{name}.json"
         if not result_path.exists():
             raise SerjaxError(f"fold {name} is not finished in {workdir} (no {result_path.name})")
-        norm = json.loads(result_path.read_text())["normalisation"]
+        norm = read_json(result_path)["normalisation"]
         states = restore_final_states(
             trainer, config, workdir, name, fold_names.index(name), seeds, input_shape
         )

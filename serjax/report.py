@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from serjax import figures, stats
+from serjax.errors import SerjaxError
 from serjax.fileio import write_text
 
 METRICS = ("ua", "wa", "acc", "f1")
@@ -115,7 +116,15 @@ def _metrics_records(workdir: Path) -> list[dict]:
     path = workdir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:  # a torn last line is a killed writer's, dropped on resume
+                raise SerjaxError(f"{path}: line {i + 1} is damaged (not valid JSON)") from None
+    return records
 
 
 def write_run_report(workdir: Path, summary: dict, model: str) -> Path:

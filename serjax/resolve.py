@@ -10,7 +10,7 @@ from serjax import features
 from serjax.errors import SerjaxError
 from serjax.losses import check_focal_gamma
 from serjax.model import build_model, check_input_size
-from serjax.seeds import seeds_of
+from serjax.seeds import resolve_seed_strategy, seeds_of
 
 
 def check_versions(config) -> tuple[list[int], int]:
@@ -47,6 +47,7 @@ def _check_optimiser_and_protocol(config) -> None:
         raise SerjaxError(
             f"config field protocol.name: {protocol!r} is not one of {data_lib.PROTOCOLS}"
         )
+    resolve_seed_strategy(config.train.seed_strategy)
     folds = int(config.protocol.num_folds)
     if protocol in ("stratified_kfold", "speaker_kfold") and folds < 2:
         raise SerjaxError(f"config field protocol.num_folds: need 2 or more folds, got {folds}")

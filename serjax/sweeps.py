@@ -10,12 +10,12 @@ serjax.report only draws the rows gathered here (serjax.cli passes them on).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from serjax import locks
 from serjax.errors import SerjaxError
+from serjax.fileio import read_json
 
 ALL_VERSIONS = tuple(range(1, 9))
 OURS = {
@@ -254,7 +254,7 @@ def finished_runs(config, workdir: Path) -> list[tuple[str, object, Path, dict]]
     for name, member in members.items():
         run_dir = Path(workdir) / name
         if is_finished(run_dir):
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = read_json(run_dir / "summary.json")
             out.append((name, member, run_dir, summary))
     return out
 
@@ -316,7 +316,7 @@ def _run_sweep(config, workdir: Path, progress: bool, on_trained) -> list[dict]:
         if is_finished(run_dir):
             check_workdir_config(member, run_dir)
             print(f"[{i}/{len(runs)}] {name}: finished, skipped")
-            summaries[name] = json.loads((run_dir / "summary.json").read_text())
+            summaries[name] = read_json(run_dir / "summary.json")
         else:
             jobs.append(Job(member, run_dir, f"[{i}/{len(runs)}] {name}"))
 

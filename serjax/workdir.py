@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from serjax.errors import SerjaxError
-from serjax.fileio import write_json
+from serjax.fileio import read_json, write_json
 
 # Config fields added after runs were saved, with the value that does what those runs did:
 # a saved config without the field equals a current one that has this value.
@@ -61,7 +61,7 @@ def check_workdir_config(config, workdir: Path) -> None:
             "give this run another --workdir"
         )
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         differences = config_differences(saved.get("config", {}), comparable_config(config))
         if not differences:
             return
@@ -99,7 +99,7 @@ def record_environment(workdir: Path, environment: dict) -> None:
     trained again from nothing (a committed results folder: git keeps no checkpoints) drops
     them, as the wall-time ledger drops their invocations."""
     path = workdir / "config.json"
-    saved = json.loads(path.read_text())
+    saved = read_json(path)
     if saved.get("versions") != environment:
         if saved.get("versions") and has_trained_work(workdir):
             saved.setdefault("earlier_versions", []).append(saved["versions"])
@@ -162,9 +162,7 @@ class WallClock:
     def __init__(self, path: Path):
         self.path, self.started = path, time.time()
         resumable = has_trained_work(path.parent)
-        self.earlier = (
-            json.loads(path.read_text())["invocations"] if resumable and path.exists() else []
-        )
+        self.earlier = read_json(path)["invocations"] if resumable and path.exists() else []
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started))
         self.entry = {"started": started, "seconds": 0.0, "folds_trained": []}
 
@@ -199,7 +197,7 @@ def saved_config(workdir: Path, machine: dict):
     machine-local fields (`machine_fields` of the current config)."""
     import ml_collections
 
-    saved = json.loads((Path(workdir) / "config.json").read_text())["config"]
+    saved = read_json(Path(workdir) / "config.json")["config"]
     config = ml_collections.ConfigDict(_tuples(saved))
     config.cache_dir = machine["cache_dir"]
     config.data.load_workers = machine["data.load_workers"]
@@ -219,7 +217,7 @@ def check_sweep_workdir(config, workdir: Path, members: dict, write: bool) -> No
             f"workdir {workdir} holds a single run, not a sweep; give the sweep another --workdir"
         )
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         differences = [
             d
             for d in config_differences(saved["config"], current)
@@ -238,7 +236,7 @@ def check_sweep_workdir(config, workdir: Path, members: dict, write: bool) -> No
                     f"workdir {workdir} holds {run.name}, which is not a run of the sweep {name}; "
                     "use the sweep's own --config, or another --workdir"
                 )
-            saved = json.loads((run / "config.json").read_text()).get("config", {})
+            saved = read_json(run / "config.json").get("config", {})
             differences = config_differences(saved, comparable_config(members[run.name]))
             if differences:
                 raise SerjaxError(
@@ -258,4 +256,4 @@ def _listed(fields: list[str]) -> str:
 def sweep_of_member(workdir: Path) -> dict | None:
     """The sweep.json of the sweep a run workdir belongs to, if it is one's member."""
     path = Path(workdir).resolve().parent / "sweep.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None

@@ -29,6 +29,7 @@ def test_bad_override_of_an_explicit_config_file_is_one_line_too(tmp_path):
     result = launch(
         "--mode=describe",
         "--config=configs/table5.py",
+        "--config.train.epochs=2",  # valid, and holds the typo's text: not the one named
         "--config.train.epoch=3",
         f"--workdir={tmp_path}",
         cwd=LAUNCH.parent,

@@ -130,7 +130,8 @@ def test_a_changed_corpus_stops_resume_and_eval_before_anything_is_rewritten(
 @pytest.mark.parametrize(
     "field,value,message",
     [
-        ("protocol.num_folds", 100, "protocol.num_folds: 100 folds, but class"),
+        ("protocol.num_folds", 100, "protocol.num_folds: 100 folds, but class '[a-z]+' has"),
+        ("train.seed_strategy", "bogus", "train.seed_strategy: 'bogus' is not one of"),
         ("num_seeds", 0, "num_seeds: need at least 1"),
         ("train.learning_rate", -1e-3, "train.learning_rate: need > 0"),
         ("train.epochs", 0, "train.epochs: need >= 1"),
@@ -197,6 +198,44 @@ def test_a_damaged_checkpoint_resumes_from_the_one_before(finished_run, tmp_path
     assert "resuming before it" in out and len(err.strip().splitlines()) < 5
     assert list((copy / "checkpoints-damaged" / "fold1").iterdir())  # kept, not deleted
     assert again["ua"] == summary["ua"] and again["confusion"] == summary["confusion"]
+
+
+@pytest.mark.parametrize(
+    "damaged,modes",
+    [
+        ("config.json", ["eval", "predict", "report", "train"]),
+        ("summary.json", ["eval", "report"]),
+        ("predictions.json", ["predict"]),
+    ],
+)
+def test_a_damaged_json_file_is_named_and_left_as_it_is(finished_run, tmp_path, damaged, modes):
+    config, workdir, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    (copy / damaged).write_text('{"ua": ')
+    before = _digest(copy)
+    for mode in modes:  # each stops before any audio is read or anything is written
+        options = {"wavs": [str(copy / "a.wav")], "fold": None, "seed_index": None, "hop_s": 0.0}
+        with pytest.raises(SerjaxError, match="is damaged") as err:
+            cli.run(mode, config, copy, options if mode == "predict" else None)
+        assert str(copy / damaged) in str(err.value) and "line 1, column 8" in str(err.value)
+        assert _digest(copy) == before, mode
+
+
+def test_modes_that_read_a_run_back_refuse_what_they_would_ignore(finished_run, tmp_path):
+    """eval scores the run as trained: an override of a field its config.json holds is
+    refused, not dropped; fields it does not keep (executor, log) and equal values pass."""
+    config, workdir, _ = finished_run
+    given = config.copy_and_resolve_references()
+    given.experiment.test_version = 6
+    given.log.tensorboard = not given.log.tensorboard
+    saved = cli.workdir_config(workdir, config)
+    keep = ("log.tensorboard", "train.epochs", "cache_dir")
+    cli.check_overrides_kept("eval", workdir, given, saved, keep)
+    with pytest.raises(SerjaxError, match=r"--config.experiment.test_version would change it"):
+        cli.check_overrides_kept("eval", workdir, given, saved, (*keep, "experiment.test_version"))
+    with pytest.raises(SerjaxError, match="holds a single run, not the sweep fig6"):
+        cli.run("report", sweep_config("fig6", "small"), workdir)
 
 
 def test_eval_on_a_sweep_member_says_how_to_train_that_member(tmp_path):

@@ -38,7 +38,8 @@ def check_label_map(data_cfg) -> dict[str, str]:
     classes = tuple(data_cfg.classes)
     if len(set(classes)) != len(classes) or len(classes) < 2:
         raise SerjaxError(
-            f"config field data.classes: need two or more distinct classes, got {classes}"
+            f"config field data.classes: need two or more distinct classes, got {classes} "
+            "(on the command line, quoted: --config.data.classes=\"('ang','sad')\")"
         )
     unknown = sorted(set(label_map.values()) - set(classes))
     if unknown:
