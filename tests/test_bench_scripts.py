@@ -239,7 +239,9 @@ def test_the_gpu_sessions_run_flags_are_valid(quick, tmp_path):
     flags = gpu_session.full_run_overrides(16, quick)
     _python_in_repo("launch.py", "--mode=describe", *flags, f"--workdir={tmp_path / 'w'}")
     model = json.loads((tmp_path / "w" / "model.json").read_text())
-    assert model, "describe wrote no model table"
+    n = 1 if quick else 4  # the default config's width, narrowed by the quick flags
+    assert model["widths"] == [n * w for w in (8, 16, 32, 32, 64, 64)]
+    assert model["eca_layers"] == [5, 6] and model["params"] > 0
 
 
 HLO = """\

@@ -20,6 +20,7 @@ from serjax.configlib import base_config
 from serjax.corpora.records import Utterance
 from serjax.data import assign_folds, stratified_kfold, validation_split
 from serjax.errors import SerjaxError
+from serjax.losses import focal_loss
 from serjax.metrics import summarize_results
 
 
@@ -147,6 +148,14 @@ def test_best_epoch_survives_a_checkpoint_round_trip_exactly(tmp_path):
     ]
     after, improved = selection.update_best(restored, [0.7123456789, 0.5], epoch=2)
     assert improved.tolist() == [False, True] and after["epoch"].tolist() == [1, 2]
+    # the kept models follow the mask seed by seed: seed 0 keeps its old weights and
+    # statistics, seed 1 takes the new ones; the optimizer state is not a model's
+    old = States({"w": np.zeros((2, 3), np.float32)}, {"m": np.zeros((2, 1))}, {"o": 0}, 0)
+    new = States({"w": np.ones((2, 3), np.float32)}, {"m": np.ones((2, 1))}, {"o": 1}, 1)
+    kept = selection.select_improved(improved, new, old)
+    assert np.asarray(kept.params["w"]).tolist() == [[0, 0, 0], [1, 1, 1]]
+    assert np.asarray(kept.batch_stats["m"]).tolist() == [[0], [1]]
+    assert kept.opt_state == {"o": 0}
 
 
 def test_same_config_and_seed_give_identical_metrics(finished_run, cache, tmp_path):
@@ -331,6 +340,13 @@ def test_normalisation_kinds():
     np.testing.assert_allclose(std, np.full(4, array[:6].std()), rtol=1e-5)
     mean, std = band_statistics([array], idx, "none")
     assert mean.tolist() == [0] * 4 and std.tolist() == [1] * 4
+    # read in chunks of 2 utterances and over two arrays: the same pooled statistics
+    two = [array, array[::-1] * 2.0]
+    pooled = np.concatenate([a[idx] for a in two])
+    for kind, axes in (("per_band", (0, 2)), ("global", None)):
+        mean, std = band_statistics(two, idx, kind, chunk=2)
+        np.testing.assert_allclose(mean, np.broadcast_to(pooled.mean(axis=axes), 4), rtol=1e-5)
+        np.testing.assert_allclose(std, np.broadcast_to(pooled.std(axis=axes), 4), rtol=1e-5)
     cfg = base_config().data
     assert normalisation_of(cfg) == "per_band"
     cfg.normalisation = "utterance"
@@ -425,6 +441,28 @@ def test_a_diverging_run_stops_with_a_clear_error(cache, tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+def test_eca_weights_are_each_test_class_mean_of_the_final_model(finished_run):
+    """Fig. 14's per-class channel weights: for each class, the mean over that class's test
+    utterances of the final model's ECA weights (not over all utterances, not another
+    model's)."""
+    from serjax.checkpoints import restore_final_states
+
+    config, workdir, _ = finished_run
+    run = experiment.prepare(config, workdir, progress=False)
+    fold, data, rows, _ = experiment.fold_inputs(run, 0)
+    states = restore_final_states(
+        run.trainer, config, workdir, fold.name, 0, run.seeds, run.table.shape[1:]
+    )
+    weights = run.trainer.channel_weights(states, data, rows.test, config.train.eval_batch_size)
+    saved = json.loads((workdir / "folds" / f"{fold.name}.json").read_text())["eca_weights"]
+    labels = run.labels[fold.test]
+    assert sorted(weights) == sorted(saved) == ["eca5", "eca6"]
+    for name, w in weights.items():
+        per_class = np.stack([np.asarray(w)[0, labels == c].mean(axis=0) for c in range(4)])
+        np.testing.assert_allclose(saved[name][0], per_class, atol=2e-6)
+        assert np.abs(per_class - np.asarray(w)[0].mean(axis=0)).max() > 1e-5
+
+
 def test_statistics_and_weights_come_from_the_fit_part_only(finished_run):
     # normalisation and class weights of a fold: the training fold minus its validation part
     from serjax.data import band_statistics
@@ -447,6 +485,34 @@ def test_statistics_and_weights_come_from_the_fit_part_only(finished_run):
         )
 
 
+def test_training_on_several_versions_reads_each_versions_rows(cache, tmp_path):
+    """The paper's augmentation (train on versions 8 and 6, test on 6): the table holds each
+    version's features at its own rows, the training rows are both versions' training
+    utterances, the statistics pool both, and validation and test read version 6 only."""
+    from serjax.data import band_statistics
+
+    config = tiny_config(cache, validation_fraction=0.2)
+    config.experiment.train_versions = (8, 6)
+    config.experiment.test_version = 6
+    run = experiment.prepare(config, tmp_path / "run", progress=False)
+    assert run.versions == [6, 8]
+    table = np.asarray(run.table)
+    U = len(run.labels)
+    for v in (6, 8):
+        idx = np.arange(0, U, 7)
+        np.testing.assert_array_equal(table[run.rows(v, idx)], np.asarray(run.arrays[v])[idx])
+    assert np.abs(np.asarray(run.arrays[6]) - np.asarray(run.arrays[8]), dtype=np.float32).max()
+    fold, _, rows, (mean, std, _) = experiment.fold_inputs(run, 0)
+    assert sorted(rows.train) == sorted([*run.rows(8, fold.train), *run.rows(6, fold.train)])
+    np.testing.assert_array_equal(rows.test, run.rows(6, fold.test))
+    np.testing.assert_array_equal(rows.validation, run.rows(6, fold.validation))
+    both = band_statistics([run.arrays[8], run.arrays[6]], fold.train)
+    one = band_statistics([run.arrays[8]], fold.train)
+    np.testing.assert_allclose(mean, both[0], rtol=1e-6)
+    np.testing.assert_allclose(std, both[1], rtol=1e-6)
+    assert np.abs(one[0] - both[0]).max() > 1e-4  # the check tells them apart
+
+
 def test_reported_scores_are_the_epochs_they_claim(finished_run):
     # last epoch: the summary's per-fold scores are the logged test scores of the final epoch;
     # best_val: each seed's chosen epoch has the best logged validation UA (first one on ties)
@@ -464,6 +530,16 @@ def test_reported_scores_are_the_epochs_they_claim(finished_run):
             ]
             assert fold["best_val"]["epoch"][s] == int(np.argmax(val)) + 1
             assert fold["best_val"]["val_ua"][s] == max(val)
+            # and its test scores are that epoch's model's, not another's
+            chosen = [
+                r
+                for r in records
+                if r["fold"] == row["fold"]
+                and r["seed"] == seed
+                and r["epoch"] == fold["best_val"]["epoch"][s]
+            ]
+            assert fold["best_val"]["per_seed"][s]["ua"] == pytest.approx(chosen[0]["test_ua"])
+            assert fold["best_val"]["per_seed"][s]["wa"] == pytest.approx(chosen[0]["test_wa"])
 
 
 def test_speaker_protocols_validate_on_held_out_speakers_end_to_end(cache, tmp_path):
@@ -499,6 +575,12 @@ def test_summary_std_is_over_folds_and_seeds_with_ddof_0():
     assert summary["ua"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.6, 0.9]))  # ddof = 0
     assert [f["ua"] for f in summary["per_fold"]] == pytest.approx([0.6, 0.75])
     assert [s["ua"] for s in summary["per_seed"]] == pytest.approx([0.55, 0.8])
+    # a sweep's paired tests read every (fold, seed) score, fold-major
+    from serjax.stats import cell_scores
+
+    assert summary["by_fold_seed"]["ua"] == grid
+    assert cell_scores(summary).tolist() == [0.5, 0.7, 0.6, 0.9]
+    assert cell_scores({**summary, "by_fold_seed": {}}) is None  # 2 seeds, per-fold means only
 
 
 def test_rows_of_every_version_read_their_own_utterance_and_label():
@@ -516,7 +598,8 @@ def test_rows_of_every_version_read_their_own_utterance_and_label():
     one = rng.standard_normal((U, 32, 41)).astype(np.float16)
     table = jnp.asarray(np.concatenate([one, one]))
     labels = np.asarray([0, 1, 2, 3, 0, 1], np.int32)
-    data = FoldData.of(table, labels, np.zeros(32), np.ones(32), np.ones(4))
+    weights = np.asarray([0.5, 1.0, 2.0, 4.0], np.float32)
+    data = FoldData.of(table, labels, np.zeros(32), np.ones(32), weights)
     model = SERCNN(num_classes=4, widths=(4, 4, 8, 8, 8, 8))
     trainer = Trainer(model, optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), 2.0)
     states = trainer.init(jnp.stack([jax.random.PRNGKey(0)]), (32, 41))
@@ -527,6 +610,23 @@ def test_rows_of_every_version_read_their_own_utterance_and_label():
         stats.append(np.asarray(s))
     np.testing.assert_array_equal(stats[0], stats[1])
     assert stats[0][0, 1] > 0  # some are right: the labels are not all clamped to one
+    # the step's loss is the weighted focal loss (the fold's class weights, γ = 2) of the
+    # training-mode forward pass, not an unweighted or γ = 0 one
+    one = jax.tree_util.tree_map(lambda a: a[0], states)
+    logits, _ = model.apply(
+        {"params": one.params, "batch_stats": one.batch_stats},
+        data.inputs(jnp.arange(U)),
+        train=True,
+        mutable=["batch_stats"],
+    )
+    loss = {
+        (tuple(w), g): float(focal_loss(logits, jnp.asarray(labels), jnp.asarray(w), g).mean())
+        for w in (weights, np.ones(4, np.float32))
+        for g in (2.0, 0.0)
+    }
+    assert stats[0][0, 0] == pytest.approx(loss[tuple(weights), 2.0], rel=1e-5)
+    others = [v for k, v in loss.items() if k != (tuple(weights), 2.0)]
+    assert all(abs(v - stats[0][0, 0]) > 1e-3 * abs(v) for v in others)
 
 
 def test_validation_split_is_inside_the_training_fold():

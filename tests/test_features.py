@@ -115,6 +115,24 @@ def test_fixed_nfft_matches_librosa(signals):
     assert np.abs(got[0] - np.asarray(features.log_mel_jax(signals, 1, SHORT))[0]).max() > 0.1
 
 
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"fmin": 50.0, "fmax": 4000.0, "htk": True},  # trims the FFT bins above fmax
+        {"mel_norm": "none", "window": "hamming"},
+    ],
+)
+def test_other_mel_settings_match_librosa(signals, changed):
+    settings = FeatureSettings(duration_s=1.0, **changed)  # version 8: every Mel filter full
+    got = np.asarray(features.log_mel_jax(signals, 8, settings))
+    want = features.log_mel_librosa(signals[0], 8, settings)
+    above = want > want.max() - settings.top_db
+    assert np.abs(got[0] - want)[above].max() <= TOL_DB
+    # and the settings changed the numbers (the defaults' features are not these)
+    default = np.asarray(features.log_mel_jax(signals, 8, FeatureSettings(duration_s=1.0)))
+    assert np.abs(got[0] - default[0]).max() > 0.1
+
+
 def test_reflect_padding_matches_librosa(signals):
     settings = FeatureSettings(duration_s=1.0, pad_mode="reflect")
     got = np.asarray(features.log_mel_jax(signals, 2, settings))[1]
@@ -171,7 +189,6 @@ def test_extract_batches_pads_and_compiles_once(signals):
 
 
 def test_log_mel_jax_is_cached(signals):
-    assert features._compiled(5, SHORT, "float32") is features._compiled(5, SHORT, "float32")
     features.log_mel_jax(signals, 5, SHORT)
     features.log_mel_jax(signals + 0.01, 5, SHORT)
     assert features._compiled(5, SHORT, "float32")._cache_size() == 1
@@ -216,3 +233,35 @@ def test_config_round_trip_and_unknown_field():
         FeatureSettings(fmax=9000.0)
     with pytest.raises(SerjaxError, match="n_mels"):
         FeatureSettings(n_mels=0)
+
+
+def test_the_feature_cache_key_follows_every_setting_and_the_audio(tmp_path):
+    """A cached feature file is reused only for the same settings, version, dtype and audio
+    files: any setting that shapes the numbers, or an edited wav, names another file."""
+    import os
+
+    import soundfile as sf
+
+    from serjax.corpora.records import Utterance
+    from serjax.feature_cache import cache_path
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.zeros(1600, np.float32), 16000)
+    utts = [Utterance("a", str(wav), "ang", "F", "1")]
+    base = FeatureSettings(duration_s=1.0)
+    path = cache_path(tmp_path, "c", utts, 8, base, "float16")
+    assert cache_path(tmp_path, "c", utts, 8, FeatureSettings(duration_s=1), "float16") == path
+    changed = {
+        "sample_rate": 22050, "duration_s": 2.0, "n_mels": 32, "fmin": 50.0, "fmax": 4000.0,
+        "n_fft": 1024, "window": "hamming", "top_db": 60.0, "amin": 1e-5, "mel_norm": "none",
+        "htk": True, "center": False, "pad_mode": "reflect",
+    }  # fmt: skip
+    assert set(changed) == {f.name for f in dataclasses.fields(FeatureSettings)}
+    others = {cache_path(tmp_path, "c", utts, 8, dataclasses.replace(base, **{k: v}), "float16")
+              for k, v in changed.items()}  # fmt: skip
+    others |= {cache_path(tmp_path, "c", utts, 6, base, "float16")}
+    others |= {cache_path(tmp_path, "c", utts, 8, base, "float32")}
+    assert len(others) == len(changed) + 2 and path not in others
+    stat = wav.stat()
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the wav edited in place
+    assert cache_path(tmp_path, "c", utts, 8, base, "float16").parent != path.parent

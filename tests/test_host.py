@@ -208,10 +208,23 @@ def test_deterministic_adds_xla_deterministic_ops_on_a_gpu_only(monkeypatch):
     assert xla_options.compiler_options("gpu", deterministic=True) == det
 
 
-def test_the_deterministic_field_is_accepted():
+def test_the_deterministic_field_reaches_the_trainers_compiler_options(monkeypatch):
+    """train.deterministic is passed on to the jit of every step (as on a GPU, where
+    compiler_options gives the flag; on this CPU it gives none)."""
+    from serjax import train
     from serjax.configlib import base_config
+    from serjax.model import build_model
 
+    monkeypatch.setattr(
+        train, "compiler_options", lambda **kw: xla_options.compiler_options("gpu", **kw)
+    )
+    made = []
+    monkeypatch.setattr(train, "_cached_trainer", lambda *args: made.append(args[-1]))
     config = base_config()
     assert config.train.deterministic is False
+    model = build_model(config.model, 4)
+    train.trainer_for(model, config.train)
     config.train.deterministic = True  # a bool field: the command line's --config.train.…=True
-    assert config.train.deterministic is True
+    train.trainer_for(model, config.train)
+    flag = ("xla_gpu_deterministic_ops", True)
+    assert flag not in (made[0] or ()) and flag in made[1]

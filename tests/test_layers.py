@@ -193,7 +193,10 @@ def _model_cfg(conv_impl, **overrides) -> ml_collections.ConfigDict:
 def _train_step_outputs(conv_impl, x, cot, **overrides):
     """Initial variables, then train-mode logits, batch-statistics update and parameter
     gradients of the model the config builds, and its eval-mode logits."""
-    model = build_model(_model_cfg(conv_impl, **overrides), 4)
+    if conv_impl == "fused_xla_conv":  # what "auto" builds on a GPU, run here on the CPU
+        model = build_model(_model_cfg("auto", **overrides), 4).clone(conv_impl=conv_impl)
+    else:
+        model = build_model(_model_cfg(conv_impl, **overrides), 4)
     variables = jax.jit(model.init)(jax.random.PRNGKey(5), x)
 
     def loss(params):
@@ -222,27 +225,34 @@ def _scaled_close(a, b, tol):
 def test_every_conv_impl_is_the_same_model(eca_batch_norm):
     """model.conv_impl "flax", "fused" and "auto" build one model: the same parameter tree and
     initial values (checkpoints move between them), the same logits, statistics and
-    gradients within float32 rounding; on the CPU "auto" is "fused", bit for bit."""
+    gradients within float32 rounding; on the CPU "auto" is "fused", bit for bit, and what it
+    builds on a GPU ("fused_xla_conv") is the same model too."""
     x = jnp.asarray(RNG.normal(size=(4, 32, 48)), jnp.float32)
     cot = jnp.asarray(RNG.normal(size=(4, 4)), jnp.float32)
     extra = dict(eca_batch_norm=eca_batch_norm)
     if eca_batch_norm:
         extra.update(eca_layers=(1, 2, 3, 4, 5, 6), eca_kernel=0)
-    runs = {impl: _train_step_outputs(impl, x, cot, **extra) for impl in ("flax", "fused", "auto")}
-    flax_run, fused_run = runs["flax"], runs["fused"]
-    _close(flax_run[0], fused_run[0], rtol=0, atol=0)  # names, shapes, initial values
-    _scaled_close(flax_run[1:3] + (flax_run[4],), fused_run[1:3] + (fused_run[4],), 1e-4)
-    # a conv bias's gradient is 0 in exact arithmetic (a BatchNorm follows each conv): only
-    # rounding, small next to its kernel's gradient
-    grads = [jax.tree_util.tree_map(lambda a: a, run[3]) for run in (flax_run, fused_run)]
-    for g in grads:
-        for block in range(1, 7):
-            conv = g[f"block{block}"]["Conv_0"]
-            assert float(jnp.abs(conv.pop("bias")).max()) < 1e-3 * float(
-                jnp.abs(conv["kernel"]).max()
-            )
-    # original ECA: a BatchNorm over B pooled values per channel, less well conditioned
-    _scaled_close(grads[0], grads[1], 1e-3 if eca_batch_norm else 1e-4)
+    gpu = () if eca_batch_norm else ("fused_xla_conv",)  # the GPU's layers: one variant
+    runs = {
+        impl: _train_step_outputs(impl, x, cot, **extra) for impl in ("flax", "fused", "auto", *gpu)
+    }
+    flax_run = runs["flax"]
+    for impl in ("fused", *gpu):
+        fused_run = runs[impl]
+        _close(flax_run[0], fused_run[0], rtol=0, atol=0)  # names, shapes, initial values
+        _scaled_close(flax_run[1:3] + (flax_run[4],), fused_run[1:3] + (fused_run[4],), 1e-4)
+        # a conv bias's gradient is 0 in exact arithmetic (a BatchNorm follows each conv):
+        # only rounding, small next to its kernel's gradient
+        grads = [jax.tree_util.tree_map(lambda a: a, run[3]) for run in (flax_run, fused_run)]
+        for g in grads:
+            for block in range(1, 7):
+                conv = g[f"block{block}"]["Conv_0"]
+                assert float(jnp.abs(conv.pop("bias")).max()) < 1e-3 * float(
+                    jnp.abs(conv["kernel"]).max()
+                )
+        # original ECA: a BatchNorm over B pooled values per channel, less well conditioned
+        _scaled_close(grads[0], grads[1], 1e-3 if eca_batch_norm else 1e-4)
+    fused_run = runs["fused"]
     if jax.default_backend() == "cpu":
         _close(runs["auto"], fused_run, rtol=0, atol=0)
 

@@ -66,6 +66,41 @@ def test_default_prediction_averages_every_fold_and_seed(finished_run, paths, tm
     assert np.abs(np.subtract(*members)).max() > 1e-4  # the two folds' models disagree
 
 
+@pytest.fixture(scope="module")
+def two_seed_run(cache, tmp_path_factory):
+    from conftest import tiny_config
+
+    from serjax import experiment
+
+    workdir = tmp_path_factory.mktemp("two-seeds")
+    config = tiny_config(cache)
+    config.num_seeds = 2
+    experiment.run(config, workdir, progress=False)
+    return config, workdir
+
+
+def test_each_seed_predicts_what_eval_scored_and_the_ensemble_averages_all(
+    two_seed_run, paths, tmp_path
+):
+    config, workdir = two_seed_run
+    fold0 = json.loads((workdir / "folds" / "fold0.json").read_text())
+    length = int(config.features.duration_s * config.features.sample_rate)
+    utt = fold0["test_utterances"][0]
+    path = str(tmp_path / f"{utt}.wav")
+    sf.write(path, fix_length(read_audio(paths[utt]), length), 16000, subtype="FLOAT")
+
+    def probs(**which):
+        return list(predict_files(config, workdir, [path], **which)[path]["probabilities"].values())
+
+    for s in (0, 1):  # seed s's model is row s of the stacked states
+        np.testing.assert_allclose(
+            probs(fold="fold0", seed_index=s), fold0["probabilities"][s][0], atol=2e-4
+        )
+    members = [probs(fold=f, seed_index=s) for f in ("fold0", "fold1") for s in (0, 1)]
+    assert np.abs(np.subtract(members[0], members[1])).max() > 1e-4  # the seeds disagree
+    np.testing.assert_allclose(probs(), np.mean(members, axis=0), atol=1e-6)
+
+
 def test_long_audio_is_the_mean_of_its_windows(finished_run, paths, tmp_path):
     config, workdir, _ = finished_run
     signal = read_audio(next(p for p in paths.values() if sf.info(p).duration > 2.0))[:16000]
@@ -186,7 +221,9 @@ def whole_file_probabilities(config, workdir, path, fold=None):
     settings = features.FeatureSettings.from_config(config.features)
     length = int(round(settings.duration_s * settings.sample_rate))
     pieces = windows(read_audio(path), length, length // 2)
-    table = jnp.asarray(features.extract(pieces, 8, settings, progress=False))
+    table = jnp.asarray(
+        features.extract(pieces, config.experiment.test_version, settings, progress=False)
+    )
     classes = list(config.data.classes)
     trainer = trainer_for(build_model(config.model, len(classes)), config.train)
     names = json.loads((workdir / "folds.json").read_text())["names"]
@@ -314,3 +351,22 @@ def test_the_output_names_the_corpus_and_marks_a_synthetic_one(finished_run, tmp
         "root": "/data/emodb",
         "utterances": 80,
     }
+
+
+def test_an_unfinished_fold_is_never_scored(finished_run, paths, tmp_path):
+    """eval and predict refuse a run whose fold lacks its last epoch's checkpoint or its
+    results (a half-trained model would be scored without a word)."""
+    from serjax import cli
+
+    config, workdir, _ = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    shutil.rmtree(copy / "checkpoints" / "fold1" / str(config.train.epochs))
+    with pytest.raises(
+        SerjaxError, match=r"fold fold1 has no final checkpoint .*\(latest: epoch 2,"
+    ):
+        cli.run("eval", config, copy)
+    (copy / "folds" / "fold1.json").unlink()
+    clip = str(next(iter(paths.values())))
+    with pytest.raises(SerjaxError, match="fold fold1 is not finished"):
+        predict_files(config, copy, [clip], fold="fold1")
