@@ -21,6 +21,7 @@ which only entry points (launch.py, bench/) import.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -94,7 +95,10 @@ def use_compilation_cache(cache_dir, enabled: bool = True) -> Path | None:
 
     path = Path(cache_dir).expanduser().absolute() / "jax-compilation-cache"
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
+    # JAX bounds the cache's size only with filelock installed (a dependency of serjax); without
+    # it a size limit makes every cache read fail with a warning, so the cache goes unbounded
+    if importlib.util.find_spec("filelock") is not None:
+        jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
     return path
 
 

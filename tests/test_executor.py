@@ -177,3 +177,28 @@ def test_the_compilation_cache_is_a_machine_field_that_turns_off(cache):
     assert machine_fields(config)["executor.compilation_cache"] is False
     assert "executor" not in comparable_config(config)
     assert use_compilation_cache(cache, enabled=False) is None
+
+
+def test_the_cache_is_bounded_only_where_jax_can_bound_it(tmp_path, monkeypatch):
+    """JAX's size limit needs filelock: without it every cache read fails with a warning, so
+    serjax then sets the folder alone (recorded here; the suite's own JAX is left alone)."""
+    import importlib.util
+
+    import jax
+
+    from serjax import xla_options
+
+    set_ = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: set_.__setitem__(name, value))
+    path = xla_options.use_compilation_cache(tmp_path)
+    assert set_ == {
+        "jax_compilation_cache_dir": str(path),
+        "jax_compilation_cache_max_size": xla_options.COMPILATION_CACHE_BYTES,
+    }
+    set_.clear()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "filelock" else real(name)
+    )
+    xla_options.use_compilation_cache(tmp_path)
+    assert set_ == {"jax_compilation_cache_dir": str(path)}
